@@ -1,0 +1,7 @@
+"""`python -m pipeline`: the same as the `cloud-import-prep` command."""
+
+import sys
+
+from pipeline.cli import main
+
+sys.exit(main())

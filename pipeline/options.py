@@ -1,0 +1,202 @@
+"""Command-line options of the pipeline and their validation."""
+
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.read import UPLOAD_ORDERS
+from transforms.write import COMPRESSIONS
+
+MIB = 1 << 20
+DEFAULT_RANGE_BYTES = 64 * MIB
+TIME_UNITS = ("s", "ms")
+_UNIX_SECONDS = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+# Options that belong to this tool (the rest are Beam's); recorded in the summary.
+OWN_OPTIONS = (
+    "input",
+    "output",
+    "reference_time",
+    "time_unit",
+    "upload_order",
+    "keep_superseded",
+    "compression",
+    "max_file_mb",
+    "max_reject_ratio",
+    "overwrite",
+    "range_bytes",
+)
+
+
+class UsageError(ValueError):
+    """A flag is missing or has a value the tool cannot use."""
+
+
+class PrepOptions(PipelineOptions):
+    """Options of Cloud Import Prep (beside Beam's own, such as --runner)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: Any) -> None:
+        parser.add_argument(
+            "--input",
+            action="append",
+            default=None,
+            help="Glob pattern of raw NDJSON files (plain or .gz); repeat for more. "
+            "Local paths, gs:// or s3://, ** allowed. Example: --input 'gs://raw/events/**.json.gz'",
+        )
+        parser.add_argument(
+            "--output",
+            default=None,
+            help="Folder to write the result to; must be empty or hold a previous run "
+            "(with --overwrite). Example: --output gs://prepared/2024-02-01",
+        )
+        parser.add_argument(
+            "--reference-time",
+            "--reference_time",
+            dest="reference_time",
+            default=None,
+            help="Events more than 1 h after this time are rejected (time_out_of_range). "
+            "ISO-8601 or UNIX seconds; default: when the pipeline is built. "
+            "Example: --reference-time 2024-02-01T00:00:00Z",
+        )
+        parser.add_argument(
+            "--time-unit",
+            "--time_unit",
+            dest="time_unit",
+            default="s",
+            choices=TIME_UNITS,
+            help="Unit of the `time` written to clean events: integer seconds (s) or "
+            "milliseconds (ms). Example: --time-unit ms",
+        )
+        parser.add_argument(
+            "--upload-order",
+            "--upload_order",
+            dest="upload_order",
+            default="mtime",
+            choices=UPLOAD_ORDERS,
+            help="How duplicates decide which upload is latest: by the files' last-modified "
+            "time then path (mtime), or by path alone (name), for copies that lost their "
+            "times. Example: --upload-order name",
+        )
+        parser.add_argument(
+            "--keep-superseded",
+            "--keep_superseded",
+            dest="keep_superseded",
+            action="store_true",
+            default=False,
+            help="Also write the events that lost the dedupe under superseded/. "
+            "Example: --keep-superseded",
+        )
+        parser.add_argument(
+            "--compression",
+            default="gzip",
+            choices=COMPRESSIONS,
+            help="Compression of every output file. Example: --compression none",
+        )
+        parser.add_argument(
+            "--max-file-mb",
+            "--max_file_mb",
+            dest="max_file_mb",
+            type=int,
+            default=1024,
+            help="Largest uncompressed size of one output file, in MiB (Cloud Import takes "
+            "up to 2 GB per file). Example: --max-file-mb 512",
+        )
+        parser.add_argument(
+            "--max-reject-ratio",
+            "--max_reject_ratio",
+            dest="max_reject_ratio",
+            type=float,
+            default=None,
+            help="Fail the run (no _SUCCESS, non-zero exit) when rejected / non-blank lines "
+            "exceeds this ratio; default: no limit. Example: --max-reject-ratio 0.01",
+        )
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            default=False,
+            help="Replace a previous run of this tool in --output; removes only the files "
+            "that run listed in its _SUMMARY.json. Example: --overwrite",
+        )
+        parser.add_argument(
+            "--range-bytes",
+            "--range_bytes",
+            dest="range_bytes",
+            type=int,
+            default=DEFAULT_RANGE_BYTES,
+            help="Size of the byte ranges uncompressed files are split into for parallel "
+            f"reading (default {DEFAULT_RANGE_BYTES}). Example: --range-bytes 134217728",
+        )
+
+
+def parse_reference_time(text: str | None, now: float) -> int:
+    """The run's reference time in UNIX seconds.
+
+    Args:
+      text: ISO-8601 (offset-less means UTC; "Z" accepted) or UNIX seconds;
+        None means `now`.
+      now: the current time, used when `text` is None.
+
+    Raises:
+      UsageError: the text is neither form.
+    """
+    if text is None:
+        return math.floor(now)
+    text = text.strip()
+    if _UNIX_SECONDS.fullmatch(text):
+        return math.floor(float(text))
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise UsageError(
+            f"--reference-time {text!r} is neither ISO-8601 (2024-02-01T00:00:00Z) "
+            "nor UNIX seconds"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return math.floor(parsed.timestamp())
+
+
+def format_time(seconds: int) -> str:
+    """UNIX seconds as ISO-8601 UTC with a Z."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_options(opts: PrepOptions) -> None:
+    """Refuses missing or unusable values, naming the flag.
+
+    Raises:
+      UsageError: with a message that says which flag and why.
+    """
+    own = opts.view_as(PrepOptions)
+    if not own.input:
+        raise UsageError("--input is required: a glob pattern of the raw NDJSON files")
+    if not own.output:
+        raise UsageError("--output is required: the folder to write the result to")
+    if own.max_file_mb <= 0:
+        raise UsageError(f"--max-file-mb must be a positive number of MiB, got {own.max_file_mb}")
+    if own.max_file_mb > 2000:
+        raise UsageError(
+            f"--max-file-mb {own.max_file_mb} is over Cloud Import's 2 GB per-file limit"
+        )
+    ratio = own.max_reject_ratio
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise UsageError(f"--max-reject-ratio must be between 0 and 1, got {ratio}")
+    if own.range_bytes <= 0:
+        raise UsageError(f"--range-bytes must be positive, got {own.range_bytes}")
+    mode = opts.get_all_options().get("direct_running_mode")
+    if mode == "multi_threading":
+        raise UsageError(
+            "--direct_running_mode=multi_threading is refused: Beam 2.77 loses data in "
+            "that mode; use in_memory (default) or multi_processing"
+        )
+
+
+def own_options(opts: PrepOptions) -> dict[str, Any]:
+    """This tool's options with their values, for the summary."""
+    own = opts.view_as(PrepOptions)
+    return {name: getattr(own, name) for name in OWN_OPTIONS}

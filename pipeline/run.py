@@ -1,0 +1,107 @@
+"""Builds and runs the pipeline from options."""
+
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline.options import (
+    MIB,
+    PrepOptions,
+    check_options,
+    format_time,
+    own_options,
+    parse_reference_time,
+)
+from pipeline.output import prepare_output
+from pipeline.summary import MergeTallies, WriteSummary
+from transforms.dedupe import DeduplicateEvents
+from transforms.read import ReadRawLines, match_inputs
+from transforms.rules import RuleConfig
+from transforms.shard import GroupIntoShards
+from transforms.validate import ValidateAndSplit
+from transforms.write import WritePartitions
+
+_LOG = logging.getLogger(__name__)
+DEFAULT_RUNNER = "FnApiRunner"
+# Shards aim at this size (or --max-file-mb if smaller): enough to spread a
+# large day over many workers, few enough to keep files large.
+SHARD_TARGET_BYTES = 256 * MIB
+
+
+def make_options(argv: Sequence[str]) -> PipelineOptions:
+    """Parses argv, defaulting to the in-process runner, and checks it."""
+    options = PipelineOptions(list(argv))
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = DEFAULT_RUNNER
+    check_options(options.view_as(PrepOptions))
+    return options
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
+    """Adds the whole job to `pipeline`; returns the summary header.
+
+    Everything that can be refused is checked here, before any work runs:
+    the patterns must match, the output must be usable.
+    """
+    own = options.view_as(PrepOptions)
+    files = match_inputs(own.input, own.upload_order)
+    stale = prepare_output(own.output, own.overwrite)
+    reference = parse_reference_time(own.reference_time, time.time())
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    max_file_bytes = own.max_file_mb * MIB
+    target = min(max_file_bytes, SHARD_TARGET_BYTES)
+    header = {
+        "run_id": run_id,
+        "reference_time": format_time(reference),
+        "options": own_options(own),
+        "input": {"files": len(files), "bytes": sum(f.size for f in files)},
+    }
+    _LOG.info("reading %d files (%d bytes) into %s", len(files), header["input"]["bytes"], own.output)
+
+    batches = pipeline | "ReadRawLines" >> ReadRawLines(files, own.range_bytes)
+    split = batches | "ValidateAndSplit" >> ValidateAndSplit(RuleConfig(reference, own.time_unit))
+    deduped = split.events | "DeduplicateEvents" >> DeduplicateEvents(target, own.keep_superseded)
+    updates_and_rejects = (
+        (split.profiles, split.groups, split.rejects)
+        | "JoinUpdatesAndRejects" >> beam.Flatten()
+        | "GroupUpdatesAndRejects" >> GroupIntoShards(target)
+    )
+    written = (
+        (deduped.survivors, deduped.superseded, updates_and_rejects)
+        | "JoinShards" >> beam.Flatten()
+        | "WritePartitions"
+        >> WritePartitions(own.output, run_id, own.compression, max_file_bytes)
+    )
+    tallies = (
+        (split.tallies, deduped.tallies)
+        | "JoinTallies" >> beam.Flatten()
+        | "MergeTallies" >> beam.CombineGlobally(MergeTallies())
+    )
+    _ = written | "WriteSummary" >> WriteSummary(
+        own.output,
+        run_id,
+        header,
+        beam.pvalue.AsSingleton(tallies),
+        stale_files=stale,
+        max_reject_ratio=own.max_reject_ratio,
+    )
+    return header
+
+
+def run(argv: Sequence[str]) -> beam.runners.runner.PipelineResult:
+    """Builds the pipeline from command-line arguments and starts it.
+
+    Raises:
+      UsageError, InputError, OutputError: before anything runs.
+    """
+    options = make_options(argv)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, options)
+    return pipeline.run()

@@ -1,0 +1,165 @@
+"""Byte ranges of input files and the lines each range owns (pure; no Beam)."""
+
+
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
+
+BOM = b"\xef\xbb\xbf"
+CHUNK_BYTES = 8 << 20  # chunked reads: remote handles have no fast readline
+UNBOUNDED = -1  # end of a range that runs to the end of the stream
+
+
+class FileRange(NamedTuple):
+    """One unit of reading work: the lines of `path` that start in [start, end).
+
+    `rank` is the file's position in upload order, so that records can be
+    compared by (rank, offset) without carrying paths or timestamps around.
+    """
+
+    rank: int
+    path: str
+    start: int
+    end: int  # UNBOUNDED for compressed files: read to the end
+    compressed: bool
+
+
+def plan_ranges(
+    rank: int, path: str, size: int, compressed: bool, range_bytes: int
+) -> list[FileRange]:
+    """Splits one file into ranges of about `range_bytes`.
+
+    Compressed files cannot be entered mid-stream, so they are one range.
+
+    Args:
+      rank: the file's position in upload order.
+      path: the file's path or URL.
+      size: the file's size in bytes as stored.
+      compressed: whether the file is read through a decompressor.
+      range_bytes: the target size of one range; must be positive.
+
+    Returns:
+      Ranges that together cover [0, size) exactly once.
+    """
+    if range_bytes <= 0:
+        raise ValueError(f"range_bytes must be positive, got {range_bytes}")
+    if compressed:
+        return [FileRange(rank, path, 0, UNBOUNDED, True)]
+    if size == 0:
+        return [FileRange(rank, path, 0, 0, False)]
+    return [
+        FileRange(rank, path, start, min(start + range_bytes, size), False)
+        for start in range(0, size, range_bytes)
+    ]
+
+
+def _chunks(handle: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
+    # Loop until b"": a single read() of a compressed Beam handle stops at 16 MiB.
+    while True:
+        chunk = handle.read(chunk_bytes)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _cut(
+    data: bytes, base: int, end: int
+) -> tuple[list[int], list[bytes], bytes, int, bool]:
+    """Splits `data` (starting at stream offset `base`) into complete lines.
+
+    Returns offsets, lines (endings removed), the unfinished tail, the
+    tail's offset, and whether a line starting at or after `end` was reached.
+    """
+    parts = data.split(b"\n")
+    tail = parts.pop()
+    offsets = []
+    offset = base
+    for part in parts:
+        offsets.append(offset)
+        offset += len(part) + 1
+    done = False
+    if end != UNBOUNDED and offset >= end:
+        # Keep the lines that start before `end`; `offset` is where the tail starts.
+        keep = len(offsets)
+        while keep and offsets[keep - 1] >= end:
+            keep -= 1
+        del offsets[keep:], parts[keep:]
+        done = True
+    if b"\r" in data:
+        parts = [p[:-1] if p.endswith(b"\r") else p for p in parts]
+    return offsets, parts, tail, offset, done
+
+
+def iter_line_batches(
+    handle: BinaryIO,
+    start: int,
+    end: int,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[tuple[list[int], list[bytes]]]:
+    """Yields (offsets, lines) batches for every line that starts in [start, end).
+
+    A line belongs to the range holding its first byte, so adjacent ranges
+    neither lose nor repeat a line. The line ending (`\\n`, plus one `\\r`
+    before it) is not part of the line; a last line without `\\n` is kept.
+    A UTF-8 BOM at offset 0 is skipped and counted in offsets. One batch per
+    chunk read keeps per-element costs low downstream.
+
+    Args:
+      handle: a readable stream positioned at offset 0; it must support
+        seek() when start > 0.
+      start: first byte of the range.
+      end: end of the range (exclusive), or UNBOUNDED.
+      chunk_bytes: how much to read at a time.
+    """
+    if end != UNBOUNDED and end <= start:
+        return
+    chunks = _chunks(handle, chunk_bytes)
+    if start > 0:
+        # The line straddling `start` belongs to the previous range: skip to
+        # the first newline at or after the byte before `start`.
+        handle.seek(start - 1)
+        pos = start - 1
+        for chunk in chunks:
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                pos += newline + 1
+                tail = chunk[newline + 1 :]
+                break
+            pos += len(chunk)
+        else:
+            return
+        if pos >= end:
+            return
+    else:
+        pos = 0
+        tail = b""
+        head = b""
+        for chunk in chunks:  # gather three bytes to recognise a BOM
+            head += chunk
+            if len(head) >= 3:
+                break
+        if head.startswith(BOM):
+            head = head[3:]
+            pos = 3
+            if end != UNBOUNDED:
+                # The BOM belongs to the first line, which this range owns
+                # even when the range ends inside the BOM.
+                end = max(end, 4)
+        tail = head
+    while True:
+        chunk = next(chunks, None)
+        if chunk is None:
+            break
+        data = tail + chunk if tail else chunk
+        offsets, lines, tail, pos, done = _cut(data, pos, end)
+        if lines:
+            yield offsets, lines
+        if done:
+            return
+    # What is left before EOF: complete lines in `tail`, then a last line
+    # without its newline.
+    offsets, lines, tail, pos, done = _cut(tail, pos, end)
+    if tail and not done and (end == UNBOUNDED or pos < end):
+        offsets.append(pos)
+        lines.append(tail[:-1] if tail.endswith(b"\r") else tail)
+    if lines:
+        yield offsets, lines

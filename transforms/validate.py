@@ -1,0 +1,81 @@
+"""The ValidateAndSplit stage: raw line batches to events, profiles, groups, rejects."""
+
+
+from collections.abc import Iterator
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from transforms import METRICS_NAMESPACE
+from transforms.read import Batch
+from transforms.records import (
+    GROUPS_ROUTE,
+    PROFILES_ROUTE,
+    REJECTED_PREFIX,
+    REJECTS_ROUTE,
+    sort_batch,
+)
+from transforms.rules import Reason, RuleConfig
+
+# Output tags, read by attribute: outputs.events, outputs.profiles, ...
+EVENTS = "events"
+PROFILES = "profiles"
+GROUPS = "groups"
+REJECTS = "rejects"
+TALLIES = "tallies"
+
+
+class _SortBatch(beam.DoFn):
+    def __init__(self, config: RuleConfig) -> None:
+        super().__init__()
+        self._config = config
+        self._counters = {
+            name: Metrics.counter(METRICS_NAMESPACE, name)
+            for name in ("lines", "blank_lines", "events_accepted", "profiles", "groups", "rejected")
+        }
+        for reason in Reason:
+            name = REJECTED_PREFIX + reason.value
+            self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
+
+    def process(self, batch: Batch) -> Iterator[Any]:
+        rank, path, offsets, lines = batch
+        result = sort_batch(rank, path, offsets, lines, self._config)
+        for route, records in result.events.items():
+            yield route, records
+        if result.profiles:
+            yield pvalue.TaggedOutput(PROFILES, (PROFILES_ROUTE, result.profiles))
+        if result.groups:
+            yield pvalue.TaggedOutput(GROUPS, (GROUPS_ROUTE, result.groups))
+        if result.rejects:
+            yield pvalue.TaggedOutput(REJECTS, (REJECTS_ROUTE, result.rejects))
+        for name, count in result.tallies.items():
+            counter = self._counters.get(name)
+            if counter is not None:
+                counter.inc(count)
+        yield pvalue.TaggedOutput(TALLIES, dict(result.tallies))
+
+
+class ValidateAndSplit(beam.PTransform):
+    """Classifies raw lines by DESIGN.md §2 and splits them by record type.
+
+    Input: `Batch` tuples from ReadRawLines. Output: a DoOutputsTuple with
+    `events` (route, [record]) per UTC day, `profiles`, `groups` and `rejects`
+    (route, [record]), and `tallies` (dict of counts per batch).
+
+    Guarantees: every input line is counted in `tallies["lines"]` and ends in
+    exactly one of: blank (counted), events, profiles, groups, rejects.
+    """
+
+    def __init__(self, config: RuleConfig) -> None:
+        super().__init__()
+        if not isinstance(config, RuleConfig):
+            raise TypeError(f"config must be a RuleConfig, got {type(config).__name__}")
+        self._config = config
+
+    def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
+        return batches | "ClassifyLines" >> beam.ParDo(_SortBatch(self._config)).with_outputs(
+            PROFILES, GROUPS, REJECTS, TALLIES, main=EVENTS
+        )
