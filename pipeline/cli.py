@@ -43,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transforms.read import InputError  # noqa: PLC0415
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        from pipeline.options import help_text  # noqa: PLC0415
+
+        print(help_text("cloud-import-prep"))
+        return EXIT_OK
     try:
         result = run(args)
     except (UsageError, InputError, OutputError) as err:

@@ -1,6 +1,7 @@
 """Command-line options of the pipeline and their validation."""
 
 
+import argparse
 import math
 import re
 from datetime import datetime, timezone
@@ -12,6 +13,7 @@ from transforms.read import UPLOAD_ORDERS
 from transforms.write import COMPRESSIONS
 
 MIB = 1 << 20
+DEFAULT_LOCAL_RUNNER = "FnApiRunner"
 DEFAULT_RANGE_BYTES = 64 * MIB
 TIME_UNITS = ("s", "ms")
 _UNIX_SECONDS = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -131,6 +133,22 @@ class PrepOptions(PipelineOptions):
             help="Size of the byte ranges uncompressed files are split into for parallel "
             f"reading (default {DEFAULT_RANGE_BYTES}). Example: --range-bytes 134217728",
         )
+
+
+def help_text(prog: str) -> str:
+    """--help: this tool's options, then a pointer to Beam's."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Turns raw NDJSON (plain or gzip; local, gs:// or s3://) into clean, "
+        "deduplicated, day-partitioned NDJSON that Mixpanel Cloud Import loads as is, plus "
+        "a rejects file with a reason for every refused line and a run summary.",
+        epilog="Beam's own options are accepted too, for example --runner DataflowRunner "
+        "--project P --region R --temp_location gs://B/tmp. Local runs default to "
+        f"--runner {DEFAULT_LOCAL_RUNNER}. Exit status: 0 passed, 1 the run failed its "
+        "checks, 2 refused before any work.",
+    )
+    PrepOptions._add_argparse_args(parser)
+    return parser.format_help()
 
 
 def parse_reference_time(text: str | None, now: float) -> int:

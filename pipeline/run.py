@@ -11,6 +11,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.options import (
+    DEFAULT_LOCAL_RUNNER,
     MIB,
     PrepOptions,
     check_options,
@@ -28,7 +29,10 @@ from transforms.validate import ValidateAndSplit
 from transforms.write import WritePartitions
 
 _LOG = logging.getLogger(__name__)
-DEFAULT_RUNNER = "FnApiRunner"
+DEFAULT_RUNNER = DEFAULT_LOCAL_RUNNER
+# DirectRunner first tries to download and start Prism (BEAM_NOTES 1), then
+# falls back to FnApiRunner for batch jobs: go there directly.
+_DIRECT_NAMES = ("direct", "directrunner")
 # Shards aim at this size (or --max-file-mb if smaller): enough to spread a
 # large day over many workers, few enough to keep files large.
 SHARD_TARGET_BYTES = 256 * MIB
@@ -39,6 +43,9 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     options = PipelineOptions(list(argv))
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
+        standard.runner = DEFAULT_RUNNER
+    elif isinstance(standard.runner, str) and standard.runner.lower() in _DIRECT_NAMES:
+        _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", DEFAULT_RUNNER)
         standard.runner = DEFAULT_RUNNER
     check_options(options.view_as(PrepOptions))
     return options
@@ -51,9 +58,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     the patterns must match, the output must be usable.
     """
     own = options.view_as(PrepOptions)
+    reference = parse_reference_time(own.reference_time, time.time())
     files = match_inputs(own.input, own.upload_order)
     stale = prepare_output(own.output, own.overwrite)
-    reference = parse_reference_time(own.reference_time, time.time())
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     max_file_bytes = own.max_file_mb * MIB
     target = min(max_file_bytes, SHARD_TARGET_BYTES)

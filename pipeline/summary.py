@@ -2,6 +2,7 @@
 
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -129,6 +130,18 @@ def read_summary(output: str) -> dict[str, Any] | None:
     return summary
 
 
+def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None:
+    # Object stores have no folders; on local disk, a replaced day folder that
+    # got no new files must not remain empty.
+    if FileSystems.get_scheme(root) is not None:
+        return
+    top = os.path.abspath(root)
+    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in removed_files}, reverse=True):
+        while folder.startswith(top + os.sep) and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+
+
 def _write_bytes(path: str, data: bytes) -> None:
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         handle.write(data)
@@ -158,6 +171,7 @@ class _FinishRun(beam.DoFn):
         stale = [p for p in stale if FileSystems.exists(p)]
         if stale:
             FileSystems.delete(stale)
+            _remove_empty_local_folders(self._output, stale)
         self._remove_temp_folder()
         _write_bytes(
             join_path(self._output, SUMMARY_FILE),

@@ -1,0 +1,74 @@
+"""Helpers for end-to-end tests: write inputs, run the real CLI, read the output back."""
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from pipeline.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "examples" / "sample"
+
+
+def write_input(path: Path, lines: list[bytes], *, mtime: float | None = None, ending: bytes = b"\n", final_newline: bool = True) -> Path:
+    """Writes lines as one file (gzip when the name ends in .gz)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = ending.join(lines) + (ending if final_newline and lines else b"")
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def run_cli(*args: str) -> int:
+    """Runs the CLI in this process; returns its exit status."""
+    return main([*args])
+
+
+def run_cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m pipeline` in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+        check=False,
+    )
+
+
+def read_output(root: Path) -> dict[str, list[bytes]]:
+    """Every file under `root`, relative path -> lines (gzip undone)."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name.endswith(".gz"):
+                data = gzip.decompress(data)
+            files[path.relative_to(root).as_posix()] = data.splitlines()
+    return files
+
+
+def read_json_lines(root: Path, prefix: str) -> list[dict]:
+    """The parsed lines of every file under `prefix`, file by file in name order."""
+    out = []
+    for name, lines in read_output(root).items():
+        if name.startswith(prefix):
+            out.extend(orjson.loads(line) for line in lines)
+    return out
+
+
+def summary(root: Path) -> dict:
+    return orjson.loads((root / "_SUMMARY.json").read_bytes())
+
+
+def folders(root: Path) -> list[str]:
+    """Every folder under `root` (to spot empty or temporary ones)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir())
