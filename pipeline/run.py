@@ -20,7 +20,7 @@ from pipeline.options import (
     parse_reference_time,
 )
 from pipeline.output import prepare_output
-from pipeline.summary import MergeTallies, WriteSummary
+from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
 from transforms.read import ReadRawLines, match_inputs
 from transforms.rules import RuleConfig
@@ -91,11 +91,16 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
         | "JoinTallies" >> beam.Flatten()
         | "MergeTallies" >> beam.CombineGlobally(MergeTallies())
     )
+    figures = {
+        "event_names": split.event_names,
+        "reject_examples": split.reject_examples,
+    } | "CollectReportFigures" >> CollectReportFigures()
     _ = written | "WriteSummary" >> WriteSummary(
         own.output,
         run_id,
         header,
-        beam.pvalue.AsSingleton(tallies),
+        tallies,
+        figures,
         stale_files=stale,
         max_reject_ratio=own.max_reject_ratio,
     )

@@ -19,6 +19,69 @@ from transforms.dedupe import SUPERSEDED_COUNT
 from transforms.write import TEMP_FOLDER, WrittenFile, join_path, temp_root
 
 _LOG = logging.getLogger(__name__)
+TOP_EVENTS = 20
+
+
+def _most_first(item: tuple[str, int]) -> tuple[int, tuple[int, ...]]:
+    """Top key: higher counts first, then names in ascending order."""
+    name, count = item
+    # Negated bytes invert the name order; the trailing 1 puts a prefix first.
+    return count, tuple(-b for b in name.encode("utf-8")) + (1,)
+
+
+def _explode_examples(element: tuple[str, list[Any]]) -> Iterator[tuple[str, Any]]:
+    reason, examples = element
+    for example in examples:
+        yield reason, example
+
+
+class CollectReportFigures(beam.PTransform):
+    """Figures for the run report that the tallies cannot hold.
+
+    Input: {"event_names": ..., "reject_examples": ...}, those outputs of
+    ValidateAndSplit. Output: a dict of
+    two PCollections: "top_events", one list of up to 20 (name, count) pairs,
+    most counted first; "reject_examples", (reason, [(rank, offset, example)])
+    with the first few rejects of each reason in upload order.
+
+    Both are combiners, so they cost little and work on every runner.
+    """
+
+    def expand(self, split):  # dict of PCollections -> dict of PCollections
+        top_events = (
+            split["event_names"]
+            | "FlattenNameCounts" >> beam.FlatMap(lambda pairs: pairs)
+            | "CountPerName" >> beam.CombinePerKey(sum)
+            | "TopEventNames" >> beam.combiners.Top.Of(TOP_EVENTS, key=_most_first)
+        )
+        examples = (
+            split["reject_examples"]
+            | "FlattenExamples" >> beam.FlatMap(_explode_examples)
+            | "FirstExamplesPerReason" >> beam.combiners.Top.SmallestPerKey(rec.EXAMPLES_PER_REASON)
+        )
+        return {"top_events": top_events, "reject_examples": examples}
+
+
+def build_details(
+    tallies: Mapping[str, int],
+    top_events: Sequence[tuple[str, int]],
+    reject_examples: Mapping[str, Sequence[Any]],
+) -> dict[str, Any]:
+    """The summary's "details": what the run report shows beyond the totals."""
+    operations: dict[str, dict[str, int]] = {"profiles": {}, "groups": {}}
+    for name, count in sorted(tallies.items()):
+        if name.startswith(rec.PROFILE_OPERATION_PREFIX):
+            operations["profiles"][name[len(rec.PROFILE_OPERATION_PREFIX) :]] = count
+        elif name.startswith(rec.GROUP_OPERATION_PREFIX):
+            operations["groups"][name[len(rec.GROUP_OPERATION_PREFIX) :]] = count
+    return {
+        "top_events": [{"name": name, "count": count} for name, count in top_events],
+        "reject_examples": {
+            reason: [example for _, _, example in sorted(examples, key=lambda e: (e[0], e[1]))]
+            for reason, examples in sorted(reject_examples.items())
+        },
+        "updates_by_operation": operations,
+    }
 
 
 class MergeTallies(beam.CombineFn):
@@ -46,6 +109,7 @@ def build_summary(
     tallies: Mapping[str, int],
     files: Sequence[WrittenFile],
     max_reject_ratio: float | None,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assembles _SUMMARY.json from the run's counts and written files.
 
@@ -59,6 +123,7 @@ def build_summary(
       tallies: merged counts from ValidateAndSplit and DeduplicateEvents.
       files: every file written.
       max_reject_ratio: the quality gate, or None.
+      details: the figures of build_details(), for the report.
     """
     by_route: Counter[str] = Counter()
     for f in files:
@@ -116,6 +181,7 @@ def build_summary(
             "reject_ratio_ok": gate_ok,
         },
         "passed": balanced and dedupe_consistent and gate_ok,
+        "details": dict(details) if details is not None else build_details(tallies, [], {}),
     }
 
 
@@ -163,8 +229,15 @@ class _FinishRun(beam.DoFn):
         self._stale = list(stale_files)
         self._max_reject_ratio = max_reject_ratio
 
-    def process(self, files: list[WrittenFile], tallies: Mapping[str, int]) -> Iterator[dict[str, Any]]:
-        summary = build_summary(self._header, tallies, files, self._max_reject_ratio)
+    def process(
+        self,
+        files: list[WrittenFile],
+        tallies: Mapping[str, int],
+        top_events: Sequence[tuple[str, int]],
+        reject_examples: Mapping[str, Sequence[Any]],
+    ) -> Iterator[dict[str, Any]]:
+        details = build_details(tallies, top_events, reject_examples)
+        summary = build_summary(self._header, tallies, files, self._max_reject_ratio, details)
         # Files of the replaced run that this run did not write again.
         written = {f.path for f in files} | {SUMMARY_FILE}
         stale = [join_path(self._output, p) for p in self._stale if p not in written]
@@ -196,8 +269,9 @@ class _FinishRun(beam.DoFn):
 class WriteSummary(beam.PTransform):
     """Finishes a run: _SUMMARY.json, then _SUCCESS if the run passed its checks.
 
-    Input: the WrittenFile elements of WritePartitions. Side input: `tallies`,
-    a singleton dict of merged counts. Output: the summary dict (one element).
+    Input: the WrittenFile elements of WritePartitions. Side inputs: `tallies`,
+    a singleton dict of merged counts, and `figures`, the dict of
+    CollectReportFigures. Output: the summary dict (one element).
 
     Runs once all files are in place; removes the replaced run's files that
     were not written again and the temporary folder, writes the summary, and
@@ -210,7 +284,8 @@ class WriteSummary(beam.PTransform):
         output: str,
         run_id: str,
         header: Mapping[str, Any],
-        tallies: beam.pvalue.AsSingleton,
+        tallies: beam.PCollection,
+        figures: Mapping[str, beam.PCollection],
         stale_files: Sequence[str] = (),
         max_reject_ratio: float | None = None,
     ) -> None:
@@ -219,10 +294,17 @@ class WriteSummary(beam.PTransform):
             raise ValueError("header must hold 'input'")
         self._finish = _FinishRun(output, run_id, header, stale_files, max_reject_ratio)
         self._tallies = tallies
+        self._figures = figures
 
     def expand(self, files: beam.PCollection) -> beam.PCollection:
         return (
             files
             | "ListWrittenFiles" >> beam.combiners.ToList()
-            | "WriteSummaryFiles" >> beam.ParDo(self._finish, tallies=self._tallies)
+            | "WriteSummaryFiles"
+            >> beam.ParDo(
+                self._finish,
+                tallies=beam.pvalue.AsSingleton(self._tallies),
+                top_events=beam.pvalue.AsSingleton(self._figures["top_events"]),
+                reject_examples=beam.pvalue.AsDict(self._figures["reject_examples"]),
+            )
         )

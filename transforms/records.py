@@ -42,6 +42,10 @@ GROUPS = "groups"
 REJECTED = "rejected"
 REJECTED_PREFIX = "rejected_"
 NORMALISED_PREFIX = "normalised_"
+PROFILE_OPERATION_PREFIX = "operation_profiles_"
+GROUP_OPERATION_PREFIX = "operation_groups_"
+EXAMPLES_PER_REASON = 5
+EXAMPLE_CHARS = 300  # reject examples are for people: a glimpse, not the record
 _NORMALISED_FLAGS = (
     (NORMALISED_TIME, NORMALISED_PREFIX + "time"),
     (NORMALISED_DISTINCT_ID, NORMALISED_PREFIX + "distinct_id"),
@@ -78,6 +82,20 @@ def reject_line(reason: str, detail: str, path: str, offset: int, raw: bytes) ->
     return orjson.dumps(record)
 
 
+def reject_example(path: str, offset: int, raw: bytes) -> dict[str, object]:
+    """A short, JSON-safe glimpse of a refused line for the run report."""
+    example: dict[str, object] = {"source": path, "offset": offset}
+    try:
+        example["line"] = raw.decode("utf-8")[:EXAMPLE_CHARS]
+    except UnicodeDecodeError:
+        example["line_base64"] = base64.b64encode(raw[: EXAMPLE_CHARS * 3 // 4]).decode("ascii")
+    return example
+
+
+# (rank, offset, example): ordered by upload position, so the first few are stable.
+Example = tuple[int, int, dict[str, object]]
+
+
 class SortedBatch(NamedTuple):
     """One batch of input lines, classified."""
 
@@ -86,6 +104,8 @@ class SortedBatch(NamedTuple):
     groups: list[Record]
     rejects: list[Record]
     tallies: Counter[str]
+    event_names: Counter[str]  # accepted events per name
+    examples: dict[str, list[Example]]  # reason -> the batch's first few rejects
 
 
 def sort_batch(
@@ -106,6 +126,8 @@ def sort_batch(
     rejects: list[Record] = []
     tallies: Counter[str] = Counter()
     normalised = Counter[int]()
+    names: Counter[str] = Counter()
+    examples: dict[str, list[Example]] = {}
     for offset, raw in zip(offsets, lines):
         fate = classify(raw, config)
         kind = fate.kind
@@ -115,6 +137,7 @@ def sort_batch(
             if bucket is None:
                 bucket = events[route] = []
             bucket.append((rank, offset, fate.key, fate.line))
+            names[fate.name] += 1
             if fate.normalised:
                 normalised[fate.normalised] += 1
         elif kind == Kind.REJECT:
@@ -123,12 +146,17 @@ def sort_batch(
                 (rank, offset, b"", reject_line(reason, fate.detail, path, offset, raw))
             )
             tallies[REJECTED_PREFIX + reason] += 1
+            shown = examples.setdefault(reason, [])
+            if len(shown) < EXAMPLES_PER_REASON:
+                shown.append((rank, offset, reject_example(path, offset, raw)))
         elif kind == Kind.PROFILE:
             profiles.append((rank, offset, fate.key, fate.line))
+            tallies[PROFILE_OPERATION_PREFIX + fate.name] += 1
             if fate.normalised:
                 normalised[fate.normalised] += 1
         elif kind == Kind.GROUP:
             groups.append((rank, offset, fate.key, fate.line))
+            tallies[GROUP_OPERATION_PREFIX + fate.name] += 1
             if fate.normalised:
                 normalised[fate.normalised] += 1
         else:
@@ -142,7 +170,7 @@ def sort_batch(
         for flag, name in _NORMALISED_FLAGS:
             if flags & flag:
                 tallies[name] += count
-    return SortedBatch(events, profiles, groups, rejects, tallies)
+    return SortedBatch(events, profiles, groups, rejects, tallies, names, examples)
 
 
 def record_bytes(records: Iterable[Record]) -> int:

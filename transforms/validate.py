@@ -26,6 +26,8 @@ PROFILES = "profiles"
 GROUPS = "groups"
 REJECTS = "rejects"
 TALLIES = "tallies"
+EVENT_NAMES = "event_names"
+REJECT_EXAMPLES = "reject_examples"
 
 
 class _SortBatch(beam.DoFn):
@@ -56,6 +58,10 @@ class _SortBatch(beam.DoFn):
             if counter is not None:
                 counter.inc(count)
         yield pvalue.TaggedOutput(TALLIES, dict(result.tallies))
+        if result.event_names:
+            yield pvalue.TaggedOutput(EVENT_NAMES, list(result.event_names.items()))
+        for reason, examples in result.examples.items():
+            yield pvalue.TaggedOutput(REJECT_EXAMPLES, (reason, examples))
 
 
 class ValidateAndSplit(beam.PTransform):
@@ -63,7 +69,9 @@ class ValidateAndSplit(beam.PTransform):
 
     Input: `Batch` tuples from ReadRawLines. Output: a DoOutputsTuple with
     `events` (route, [record]) per UTC day, `profiles`, `groups` and `rejects`
-    (route, [record]), and `tallies` (dict of counts per batch).
+    (route, [record]), `tallies` (dict of counts per batch), `event_names`
+    ([(name, count)] per batch) and `reject_examples` ((reason, [example])
+    per batch, the batch's first few).
 
     Guarantees: every input line is counted in `tallies["lines"]` and ends in
     exactly one of: blank (counted), events, profiles, groups, rejects.
@@ -77,5 +85,5 @@ class ValidateAndSplit(beam.PTransform):
 
     def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
         return batches | "ClassifyLines" >> beam.ParDo(_SortBatch(self._config)).with_outputs(
-            PROFILES, GROUPS, REJECTS, TALLIES, main=EVENTS
+            PROFILES, GROUPS, REJECTS, TALLIES, EVENT_NAMES, REJECT_EXAMPLES, main=EVENTS
         )
