@@ -13,7 +13,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import TOOL_NAME, __version__
-from pipeline.output import SUCCESS_FILE, SUMMARY_FILE
+from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE
+from pipeline.report import render_report
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
 from transforms.write import TEMP_FOLDER, WrittenFile, join_path, temp_root
@@ -239,19 +240,22 @@ class _FinishRun(beam.DoFn):
         details = build_details(tallies, top_events, reject_examples)
         summary = build_summary(self._header, tallies, files, self._max_reject_ratio, details)
         # Files of the replaced run that this run did not write again.
-        written = {f.path for f in files} | {SUMMARY_FILE}
+        written = {f.path for f in files} | {SUMMARY_FILE, REPORT_FILE}
         stale = [join_path(self._output, p) for p in self._stale if p not in written]
         stale = [p for p in stale if FileSystems.exists(p)]
         if stale:
             FileSystems.delete(stale)
             _remove_empty_local_folders(self._output, stale)
         self._remove_temp_folder()
+        _write_bytes(join_path(self._output, REPORT_FILE), render_report(summary).encode("utf-8"))
         _write_bytes(
             join_path(self._output, SUMMARY_FILE),
             orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n",
         )
         if summary["passed"]:
-            _write_bytes(join_path(self._output, SUCCESS_FILE), b"")
+            # One newline, not empty: Beam 2.77's S3 writer cannot create a
+            # zero-byte object (S3 refuses a multipart upload with no part).
+            _write_bytes(join_path(self._output, SUCCESS_FILE), b"\n")
         else:
             _LOG.error("run failed its checks: %s", summary["checks"])
         yield summary
@@ -267,7 +271,7 @@ class _FinishRun(beam.DoFn):
 
 
 class WriteSummary(beam.PTransform):
-    """Finishes a run: _SUMMARY.json, then _SUCCESS if the run passed its checks.
+    """Finishes a run: _REPORT.html, _SUMMARY.json, then _SUCCESS if it passed its checks.
 
     Input: the WrittenFile elements of WritePartitions. Side inputs: `tallies`,
     a singleton dict of merged counts, and `figures`, the dict of

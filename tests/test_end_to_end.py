@@ -47,6 +47,7 @@ def test_sample_run_balances_and_writes_the_layout(tmp_path):
             "groups/part-00000-of-00001.ndjson.gz",
             "profiles/part-00000-of-00001.ndjson.gz",
             "rejects/part-00000-of-00001.ndjson.gz",
+            "_REPORT.html",
             "_SUMMARY.json",
             "_SUCCESS",
         ]
@@ -200,7 +201,7 @@ def test_tiny_ranges_lose_and_duplicate_no_line(tmp_path):
     default, tiny = tmp_path / "default", tmp_path / "tiny"
     assert run([tmp_path / "in" / "*"], default) == 0
     assert run([tmp_path / "in" / "*"], tiny, "--range-bytes", "7") == 0
-    data_files = lambda root: {k: v for k, v in read_output(root).items() if k != "_SUMMARY.json"}  # noqa: E731
+    data_files = lambda root: {k: v for k, v in read_output(root).items() if not k.startswith("_")}  # noqa: E731
     assert data_files(tiny) == data_files(default)
     assert summary(tiny)["output"] == summary(default)["output"]
     assert summary(tiny)["input"]["lines"] == 300 + 30 * 3 + (300 + 90 + 2) // 3
@@ -222,7 +223,7 @@ def test_time_unit_ms_and_uncompressed_output(tmp_path):
     write_input(tmp_path / "in" / "a.ndjson", [ev("A", "u", T_DAY1 + 1.5, **{"$insert_id": "x"})])
     out = tmp_path / "out"
     assert run([tmp_path / "in" / "*"], out, "--time-unit", "ms", "--compression", "none") == 0
-    assert list(read_output(out)) == ["_SUCCESS", "_SUMMARY.json", "events/day=2024-01-01/part-00000-of-00001.ndjson"]
+    assert list(read_output(out)) == ["_REPORT.html", "_SUCCESS", "_SUMMARY.json", "events/day=2024-01-01/part-00000-of-00001.ndjson"]
     assert read_json_lines(out, "events/")[0]["properties"]["time"] == (T_DAY1 + 1) * 1000 + 500
 
 
@@ -252,7 +253,7 @@ def test_only_blank_lines_write_no_data_files(tmp_path):
     write_input(tmp_path / "in" / "a.ndjson", [b"", b"  ", b"\t"])
     out = tmp_path / "out"
     assert run([tmp_path / "in" / "*"], out) == 0
-    assert sorted(read_output(out)) == ["_SUCCESS", "_SUMMARY.json"]
+    assert sorted(read_output(out)) == ["_REPORT.html", "_SUCCESS", "_SUMMARY.json"]
     assert folders(out) == []
     assert summary(out)["input"]["blank_lines"] == 3
 
@@ -269,7 +270,7 @@ def test_overwrite_replaces_only_the_previous_run(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert run([tmp_path / "in2" / "*"], out, "--overwrite") == 0
     assert sorted(read_output(out)) == [
-        "_SUCCESS", "_SUMMARY.json", "events/day=2024-01-02/part-00000-of-00001.ndjson.gz"
+        "_REPORT.html", "_SUCCESS", "_SUMMARY.json", "events/day=2024-01-02/part-00000-of-00001.ndjson.gz"
     ]
     assert folders(out) == ["events", "events/day=2024-01-02"]
     (out / "notes.txt").write_text("mine")
