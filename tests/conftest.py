@@ -1,0 +1,45 @@
+"""Shared fixtures of the test suite."""
+
+import pytest
+
+from transforms.rules import RuleConfig
+
+# 2024-02-01T00:00:00Z: every event in the fixtures is before it.
+REFERENCE_TIME = 1_706_745_600
+
+
+@pytest.fixture
+def rule_config():
+    """The rule settings of a run whose reference time is 2024-02-01T00:00:00Z."""
+    return RuleConfig(reference_time=REFERENCE_TIME)
+
+
+def pytest_configure(config):
+    # Beam's TestPipeline is a class named Test*, not a test class.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:cannot collect test class 'TestPipeline':pytest.PytestCollectionWarning",
+    )
+
+
+# --- object storage emulators (tests/emulators.py) ------------------------------------------
+# One of each per session: they take a few seconds to start. Tests keep apart
+# by using their own buckets.
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """gcp-storage-emulator on a free 127.0.0.1 port, stopped at the end of the session."""
+    from emulators import gcs_emulator as start  # noqa: PLC0415
+
+    with start(tmp_path_factory.mktemp("gcs-emulator")) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on a free 127.0.0.1 port, stopped at the end of the session."""
+    from emulators import s3_server as start  # noqa: PLC0415
+
+    with start(tmp_path_factory.mktemp("s3-server")) as server:
+        yield server

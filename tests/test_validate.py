@@ -1,0 +1,162 @@
+"""Tests of transforms/validate.py: the ValidateAndSplit stage."""
+
+import apache_beam as beam
+import orjson
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.rules import classify
+from transforms.validate import ValidateAndSplit
+
+PATH_A = "/data/a.ndjson"
+PATH_B = "/data/b.ndjson.gz"
+
+SIGNUP_JAN1 = b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"s1"}}'
+PLAY_JAN2 = b'{"event":"Play","properties":{"time":"2024-01-02T10:00:00Z","distinct_id":"u1","$insert_id":"p1"}}'
+PLAY_JAN2_MS = b'{"event":"Play","properties":{"time":1704189600000,"distinct_id":5,"$insert_id":"p2"}}'
+PROFILE = b'{"$distinct_id":"u1","$set":{"plan":"pro"}}'
+GROUP = b'{"$group_key":"company","$group_id":"acme","$set_once":{"since":2020}}'
+NOT_JSON = b"{oops"
+UNKNOWN = b'{"hello":"world"}'
+
+# Batch 0 of file A and batch 1 of file B: (rank, path, offsets, lines).
+BATCH_A = (0, PATH_A, [3, 95, 96, 200, 250], [SIGNUP_JAN1, b"", PLAY_JAN2, PROFILE, NOT_JSON])
+BATCH_B = (1, PATH_B, [0, 80, 170, 250], [PLAY_JAN2_MS, GROUP, b" \t", UNKNOWN])
+
+
+def rec(rank, offset, raw, config):
+    fate = classify(raw, config)
+    assert fate.line, raw
+    return (rank, offset, fate.key, fate.line)
+
+
+def reject(reason, raw, path, offset, config):
+    detail = classify(raw, config).detail
+    return orjson.dumps(
+        {"reason": reason, "detail": detail, "source": path, "offset": offset, "line": raw.decode()}
+    )
+
+
+def test_validate_and_split_every_output(rule_config):
+    c = rule_config
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create([BATCH_A, BATCH_B]) | ValidateAndSplit(c)
+        assert_that(
+            out.events,
+            equal_to(
+                [
+                    ("events/day=2024-01-01", [rec(0, 3, SIGNUP_JAN1, c)]),
+                    ("events/day=2024-01-02", [rec(0, 96, PLAY_JAN2, c)]),
+                    ("events/day=2024-01-02", [rec(1, 0, PLAY_JAN2_MS, c)]),
+                ]
+            ),
+            label="CheckEvents",
+        )
+        assert_that(
+            out.profiles, equal_to([("profiles", [rec(0, 200, PROFILE, c)])]), label="CheckProfiles"
+        )
+        assert_that(out.groups, equal_to([("groups", [rec(1, 80, GROUP, c)])]), label="CheckGroups")
+        assert_that(
+            out.rejects,
+            equal_to(
+                [
+                    ("rejects", [(0, 250, b"", reject("invalid_json", NOT_JSON, PATH_A, 250, c))]),
+                    ("rejects", [(1, 250, b"", reject("unknown_record_type", UNKNOWN, PATH_B, 250, c))]),
+                ]
+            ),
+            label="CheckRejects",
+        )
+        assert_that(
+            out.tallies,
+            equal_to(
+                [
+                    {
+                        "lines": 5,
+                        "blank_lines": 1,
+                        "events_accepted": 2,
+                        "profiles": 1,
+                        "groups": 0,
+                        "rejected": 1,
+                        "rejected_invalid_json": 1,
+                        "normalised_time": 1,
+                        "operation_profiles_$set": 1,
+                    },
+                    {
+                        "lines": 4,
+                        "blank_lines": 1,
+                        "events_accepted": 1,
+                        "profiles": 0,
+                        "groups": 1,
+                        "rejected": 1,
+                        "rejected_unknown_record_type": 1,
+                        "normalised_time": 1,
+                        "normalised_distinct_id": 1,
+                        "operation_groups_$set_once": 1,
+                    },
+                ]
+            ),
+            label="CheckTallies",
+        )
+        assert_that(
+            out.event_names,
+            equal_to([[("Signup", 1), ("Play", 1)], [("Play", 1)]]),
+            label="CheckEventNames",
+        )
+        assert_that(
+            out.reject_examples,
+            equal_to(
+                [
+                    ("invalid_json", [(0, 250, {"source": PATH_A, "offset": 250, "line": "{oops"})]),
+                    (
+                        "unknown_record_type",
+                        [(1, 250, {"source": PATH_B, "offset": 250, "line": '{"hello":"world"}'})],
+                    ),
+                ]
+            ),
+            label="CheckRejectExamples",
+        )
+
+
+def test_validate_and_split_written_lines(rule_config):
+    """The normalised lines themselves, for the records above."""
+    c = rule_config
+    assert rec(0, 96, PLAY_JAN2, c)[3] == (
+        b'{"event":"Play","properties":{"time":1704189600,"distinct_id":"u1","$insert_id":"p1"}}'
+    )
+    assert rec(1, 0, PLAY_JAN2_MS, c)[3] == (
+        b'{"event":"Play","properties":{"time":1704189600,"distinct_id":"5","$insert_id":"p2"}}'
+    )
+    assert rec(1, 80, GROUP, c)[3] == GROUP
+
+
+def test_validate_and_split_blank_only_batch_emits_tallies_only(rule_config):
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create([(0, PATH_A, [0, 1, 3], [b"", b" ", b"\r"])]) | ValidateAndSplit(rule_config)
+        assert_that(out.events, equal_to([]), label="CheckNoEvents")
+        assert_that(out.profiles, equal_to([]), label="CheckNoProfiles")
+        assert_that(out.groups, equal_to([]), label="CheckNoGroups")
+        assert_that(out.rejects, equal_to([]), label="CheckNoRejects")
+        assert_that(out.event_names, equal_to([]), label="CheckNoEventNames")
+        assert_that(out.reject_examples, equal_to([]), label="CheckNoRejectExamples")
+        assert_that(
+            out.tallies,
+            equal_to(
+                [
+                    {
+                        "lines": 3,
+                        "blank_lines": 3,
+                        "events_accepted": 0,
+                        "profiles": 0,
+                        "groups": 0,
+                        "rejected": 0,
+                    }
+                ]
+            ),
+            label="CheckTallies",
+        )
+
+
+def test_validate_and_split_refuses_a_config_that_is_not_one():
+    with pytest.raises(TypeError, match="config"):
+        ValidateAndSplit({"reference_time": 0})

@@ -1,0 +1,202 @@
+"""Tests of transforms/write.py: the WritePartitions stage and its file helpers."""
+
+import gzip
+import os
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.write import WritePartitions, WrittenFile, move_files, write_lines
+
+DAY1 = "events/day=2024-01-01"
+DAY2 = "events/day=2024-01-02"
+RUN_ID = "20240201T000000Z-test"
+
+
+def line(text):
+    return text.encode()
+
+
+def files_under(root):
+    """Relative path -> bytes of every file under root."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as handle:
+                out[os.path.relpath(path, root)] = handle.read()
+    return out
+
+
+def lines_of(data, compressed):
+    if compressed:
+        data = gzip.decompress(data)
+    assert data.endswith(b"\n")
+    return data[:-1].split(b"\n")
+
+
+@pytest.fixture
+def two_days_profiles_rejects():
+    """Day 1 in two shards (shard 1 holds 3 records), day 2 in one, profiles of two
+    identities in upload order across ranks, and rejects. Every line is 9 bytes
+    with its newline; records arrive out of order."""
+    a, b = b"\x01" * 16, b"\x02" * 16
+    return [
+        ((DAY1, 1), [(1, 0, b"k3", line("d1-s1-r3")), (0, 5, b"k1", line("d1-s1-r1")), (0, 9, b"k2", line("d1-s1-r2"))]),
+        ((DAY1, 0), [(0, 1, b"k0", line("d1-s0-r1"))]),
+        ((DAY2, 0), [(2, 0, b"k9", line("d2-s0-r2")), (1, 0, b"k8", line("d2-s0-r1"))]),
+        (("profiles", 0), [(1, 0, b, line("prof-b-1")), (2, 0, a, line("prof-a-2")), (0, 3, a, line("prof-a-1"))]),
+        (("rejects", 0), [(0, 7, b"", line("reject-2")), (0, 2, b"", line("reject-1"))]),
+    ]
+
+
+EXPECTED_LINES = {
+    "events/day=2024-01-01/part-00000-of-00002": [b"d1-s0-r1"],
+    "events/day=2024-01-01/part-00001-of-00002": [b"d1-s1-r1", b"d1-s1-r2", b"d1-s1-r3"],
+    "events/day=2024-01-02/part-00000-of-00001": [b"d2-s0-r1", b"d2-s0-r2"],
+    "profiles/part-00000-of-00001": [b"prof-a-1", b"prof-a-2", b"prof-b-1"],
+    "rejects/part-00000-of-00001": [b"reject-1", b"reject-2"],
+}
+
+
+def expected_written(suffix):
+    return [
+        WrittenFile(name.rsplit("/part-", 1)[0], name + suffix, len(lines), 9 * len(lines))
+        for name, lines in EXPECTED_LINES.items()
+    ]
+
+
+@pytest.mark.parametrize(
+    "compression, suffix",
+    [pytest.param("gzip", ".ndjson.gz", id="gzip"), pytest.param("none", ".ndjson", id="none")],
+)
+def test_write_partitions_names_and_lines(tmp_path, two_days_profiles_rejects, compression, suffix):
+    out_dir = str(tmp_path / "out")
+    with TestPipeline(runner="FnApiRunner") as p:
+        written = (
+            p
+            | beam.Create(two_days_profiles_rejects)
+            | WritePartitions(out_dir, RUN_ID, compression, max_file_bytes=1 << 20)
+        )
+        assert_that(written, equal_to(expected_written(suffix)), label="CheckWrittenFiles")
+    on_disk = files_under(out_dir)
+    assert sorted(on_disk) == sorted(name + suffix for name in EXPECTED_LINES)
+    for name, lines in EXPECTED_LINES.items():
+        data = on_disk[name + suffix]
+        assert lines_of(data, compression == "gzip") == lines
+        if compression == "gzip":
+            assert data[:2] == b"\x1f\x8b"
+        else:
+            assert data == b"\n".join(lines) + b"\n"
+    # Only the run's (empty) temporary folder may remain; WriteSummary removes it.
+    for folder, _, names in os.walk(os.path.join(out_dir, "_temporary")):
+        assert names == [], folder
+
+
+def test_write_partitions_max_file_bytes(tmp_path):
+    """20 records of 10 bytes in one shard, at most 25 bytes a file: 10 parts of 2.
+    Profiles: identities of 3, 1 and 4 records (30, 10, 40 bytes) with a 25-byte
+    limit: the 3- and 4-record identities each get their own file, over the limit."""
+    a, b, c = b"\x01" * 16, b"\x02" * 16, b"\x03" * 16
+    events = [(0, i, b"k%02d" % i, b"event-%03d" % i) for i in range(20)]
+    profiles = (
+        [(0, 100 + i, a, b"prof-a-%02d" % i) for i in range(3)]
+        + [(0, 200, b, b"prof-b-00")]
+        + [(0, 300 + i, c, b"prof-c-%02d" % i) for i in range(4)]
+    )
+    out_dir = str(tmp_path / "out")
+    with TestPipeline(runner="FnApiRunner") as p:
+        written = (
+            p
+            | beam.Create([((DAY1, 0), events), (("profiles", 0), profiles)])
+            | WritePartitions(out_dir, RUN_ID, "none", max_file_bytes=25)
+        )
+        expected = [
+            WrittenFile(DAY1, f"{DAY1}/part-{i:05d}-of-00010.ndjson", 2, 20) for i in range(10)
+        ] + [
+            WrittenFile("profiles", "profiles/part-00000-of-00003.ndjson", 3, 30),
+            WrittenFile("profiles", "profiles/part-00001-of-00003.ndjson", 1, 10),
+            WrittenFile("profiles", "profiles/part-00002-of-00003.ndjson", 4, 40),
+        ]
+        assert_that(written, equal_to(expected), label="CheckWrittenFiles")
+    on_disk = files_under(out_dir)
+    for i in range(10):
+        data = on_disk[f"{DAY1}/part-{i:05d}-of-00010.ndjson"]
+        assert data == b"event-%03d\nevent-%03d\n" % (2 * i, 2 * i + 1)
+    assert on_disk["profiles/part-00001-of-00003.ndjson"] == b"prof-b-00\n"
+    assert on_disk["profiles/part-00002-of-00003.ndjson"] == b"".join(
+        b"prof-c-%02d\n" % i for i in range(4)
+    )
+    assert len([n for n in on_disk if not n.startswith("_temporary")]) == 13
+
+
+def test_write_partitions_gzip_bytes_identical_across_runs(tmp_path, two_days_profiles_rejects):
+    outputs = [str(tmp_path / "first"), str(tmp_path / "second")]
+    with TestPipeline(runner="FnApiRunner") as p:
+        shards = p | beam.Create(two_days_profiles_rejects)
+        for n, out_dir in enumerate(outputs):
+            _ = shards | f"Write{n}" >> WritePartitions(out_dir, f"run-{n}", "gzip", max_file_bytes=1 << 20)
+    first, second = files_under(outputs[0]), files_under(outputs[1])
+    assert len(first) == len(EXPECTED_LINES)
+    assert first == second
+    for data in first.values():
+        assert data[4:8] == b"\x00\x00\x00\x00"  # gzip MTIME field: 0
+
+
+# write_lines and move_files -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_write_lines_returns_uncompressed_size(tmp_path, compressed):
+    path = str(tmp_path / "sub" / "f")
+    records = [(0, i, b"", b"x" * i) for i in range(5)]
+    assert write_lines(path, records, compressed) == sum(i + 1 for i in range(5))
+    with open(path, "rb") as handle:
+        data = handle.read()
+    assert (gzip.decompress(data) if compressed else data) == b"\nx\nxx\nxxx\nxxxx\n"
+
+
+def test_write_lines_large_file_in_slices(tmp_path):
+    """More than one 4 MiB write slice: every line still there, in order."""
+    path = str(tmp_path / "big")
+    records = [(0, i, b"", b"%09d" % i + b"y" * 990) for i in range(10_000)]
+    assert write_lines(path, records, True) == 10_000 * 1000
+    with open(path, "rb") as handle:
+        data = gzip.decompress(handle.read())
+    assert data == b"".join(r[3] + b"\n" for r in records)
+
+
+def test_move_files_creates_folders_and_accepts_a_done_move(tmp_path):
+    src = tmp_path / "tmp" / "a"
+    src.parent.mkdir()
+    src.write_bytes(b"data")
+    dst = str(tmp_path / "events" / "day=2024-01-01" / "part-00000-of-00001.ndjson")
+    move_files([str(src)], [dst])
+    assert not src.exists()
+    with open(dst, "rb") as handle:
+        assert handle.read() == b"data"
+    # A retried call finds the move already done and accepts it.
+    move_files([str(src)], [dst])
+    with open(dst, "rb") as handle:
+        assert handle.read() == b"data"
+
+
+def test_move_files_fails_when_source_and_destination_are_missing(tmp_path):
+    with pytest.raises(IOError):
+        move_files([str(tmp_path / "nothing")], [str(tmp_path / "out" / "x")])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(output="", run_id="r", compression="gzip", max_file_bytes=1), "output"),
+        (dict(output="o", run_id="", compression="gzip", max_file_bytes=1), "run_id"),
+        (dict(output="o", run_id="r", compression="zip", max_file_bytes=1), "compression"),
+        (dict(output="o", run_id="r", compression="none", max_file_bytes=0), "max_file_bytes"),
+    ],
+)
+def test_write_partitions_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WritePartitions(**kwargs)
