@@ -5,11 +5,13 @@ import argparse
 import math
 import re
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.read import UPLOAD_ORDERS
+from transforms.rules import MAX_REFERENCE_TIME
 from transforms.write import COMPRESSIONS
 
 MIB = 1 << 20
@@ -22,6 +24,7 @@ _UNIX_SECONDS = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 OWN_OPTIONS = (
     "input",
     "output",
+    "run_date",
     "reference_time",
     "time_unit",
     "upload_order",
@@ -55,6 +58,17 @@ class PrepOptions(PipelineOptions):
             default=None,
             help="Folder to write the result to; must be empty or hold a previous run "
             "(with --overwrite). Example: --output gs://prepared/2024-02-01",
+        )
+        parser.add_argument(
+            "--run-date",
+            "--run_date",
+            dest="run_date",
+            default=None,
+            help="The date that {date} placeholders in --input and --output stand for, as "
+            "YYYY-MM-DD; default: today in UTC at launch. Placeholders: {date}, {date-1} (the day "
+            "before), {date-1:%%Y/%%m/%%d} (formatted); a rerun of a date gets the same paths. "
+            "Example: --run-date 2024-02-01 --input 'gs://raw/{date-1}/*' --output "
+            "'gs://prepared/{date-1}'",
         )
         parser.add_argument(
             "--reference-time",
@@ -133,6 +147,18 @@ class PrepOptions(PipelineOptions):
             help="Size of the byte ranges uncompressed files are split into for parallel "
             f"reading (default {DEFAULT_RANGE_BYTES}). Example: --range-bytes 134217728",
         )
+        # Not in OWN_OPTIONS: it changes what the command does once the job is
+        # submitted, not the job, so it has no place in the summary.
+        parser.add_argument(
+            "--no-wait",
+            "--no_wait",
+            dest="wait",
+            action="store_false",
+            default=True,
+            help="Return as soon as the job is submitted, without waiting for it or printing "
+            "the summary (Flex Templates and fire-and-forget schedulers must not block). "
+            "Example: --runner DataflowRunner --no-wait",
+        )
 
 
 def help_text(prog: str) -> str:
@@ -160,13 +186,13 @@ def parse_reference_time(text: str | None, now: float) -> int:
       now: the current time, used when `text` is None.
 
     Raises:
-      UsageError: the text is neither form.
+      UsageError: the text is neither form, or outside 1970..9999.
     """
     if text is None:
         return math.floor(now)
     text = text.strip()
     if _UNIX_SECONDS.fullmatch(text):
-        return math.floor(float(text))
+        return _in_range(math.floor(Decimal(text)), text)
     try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:
@@ -176,7 +202,17 @@ def parse_reference_time(text: str | None, now: float) -> int:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return math.floor(parsed.timestamp())
+    return _in_range(math.floor(parsed.timestamp()), text)
+
+
+def _in_range(seconds: int, text: str) -> int:
+    # The rules need reference + 1 h to be a representable date.
+    if not 0 <= seconds <= MAX_REFERENCE_TIME:
+        raise UsageError(
+            f"--reference-time {text!r} is outside 1970-01-01 .. 9999-12-31T22:59:59Z "
+            "(UNIX seconds expected; milliseconds given by mistake?)"
+        )
+    return seconds
 
 
 def format_time(seconds: int) -> str:

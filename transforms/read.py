@@ -2,6 +2,7 @@
 
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -9,9 +10,11 @@ import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms import METRICS_NAMESPACE
 from transforms.ranges import FileRange, iter_line_batches, plan_ranges
+from transforms.stores import StoredObject, StoreError, is_object_store, match_objects
 
 _LOG = logging.getLogger(__name__)
 
@@ -35,14 +38,28 @@ class InputError(ValueError):
     """The input patterns cannot be read as asked (raised before any work)."""
 
 
-def match_inputs(patterns: Sequence[str], upload_order: str = "mtime") -> list[InputFile]:
+def match_inputs(
+    patterns: Sequence[str],
+    upload_order: str = "mtime",
+    options: PipelineOptions | None = None,
+) -> list[InputFile]:
     """Expands input patterns and ranks the files in upload order.
 
-    Upload order is (last-modified time, path), or the path alone with
-    upload_order="name". A file matched by several patterns is read once.
+    Upload order is (upload time, path), or the path alone with
+    upload_order="name". The upload time is a local file's last-modified
+    time, a GCS object's creation time, an S3 object's LastModified (see
+    transforms/stores.py for why). A file matched by several patterns is read
+    once.
+
+    Args:
+      patterns: glob patterns: local paths, gs:// or s3:// URLs.
+      upload_order: "mtime" or "name".
+      options: the pipeline's options, which configure the object-store
+        clients as Beam's filesystems are (e.g. --s3_endpoint_url).
 
     Raises:
-      InputError: a pattern matches nothing, or cannot be listed.
+      InputError: a pattern matches nothing, or cannot be listed (missing
+        bucket, missing or refused credentials, denied access).
     """
     if upload_order not in UPLOAD_ORDERS:
         raise InputError(f"upload_order must be one of {UPLOAD_ORDERS}, got {upload_order!r}")
@@ -50,15 +67,11 @@ def match_inputs(patterns: Sequence[str], upload_order: str = "mtime") -> list[I
         raise InputError("no --input pattern given")
     found: dict[str, tuple[int, float]] = {}
     for pattern in patterns:
-        try:
-            (result,) = FileSystems.match([pattern])
-        except (BeamIOError, ValueError, OSError) as err:
-            raise InputError(f"cannot list input {pattern!r}: {_cause(err)}") from err
-        files = [m for m in result.metadata_list if not _is_folder_marker(m.path, m.size_in_bytes)]
+        files = [f for f in _match(pattern, options) if not _is_folder_marker(f.path, f.size)]
         if not files:
             raise InputError(f"input pattern {pattern!r} matches no file")
-        for meta in files:
-            found[meta.path] = (meta.size_in_bytes, meta.last_updated_in_seconds)
+        for f in files:
+            found[f.path] = (f.size, f.upload_time)
     if upload_order == "name":
         ordered = sorted(found)
     else:
@@ -73,6 +86,32 @@ def match_inputs(patterns: Sequence[str], upload_order: str = "mtime") -> list[I
             != CompressionTypes.UNCOMPRESSED,
         )
         for rank, path in enumerate(ordered)
+    ]
+
+
+def _match(pattern: str, options: PipelineOptions | None) -> list[StoredObject]:
+    """Every file a pattern matches, with its size and upload time."""
+    if is_object_store(pattern):
+        try:
+            return match_objects(pattern, options)
+        except StoreError as err:
+            raise InputError(f"cannot list input {pattern!r}: {err}") from err
+    try:
+        (result,) = FileSystems.match([pattern])
+    except (BeamIOError, ValueError, OSError) as err:
+        raise InputError(f"cannot list input {pattern!r}: {_cause(err)}") from err
+    # Beam's local match returns a folder named without a wildcard as if it
+    # were a file; reading it would fail mid-run.
+    folders = [m.path for m in result.metadata_list if os.path.isdir(m.path)]
+    if folders:
+        raise InputError(
+            f"input pattern {pattern!r} names a folder; to read every file below it use "
+            f"{pattern.rstrip(os.sep) + os.sep + '**'!r}"
+        )
+    # Local mtimes come from os.stat: no time-zone conversion involved.
+    return [
+        StoredObject(m.path, m.size_in_bytes, m.last_updated_in_seconds)
+        for m in result.metadata_list
     ]
 
 

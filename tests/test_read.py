@@ -1,0 +1,228 @@
+"""Tests of transforms/read.py: matching inputs and the ReadRawLines stage."""
+
+import gzip
+import os
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.read import InputError, InputFile, ReadRawLines, match_inputs
+
+BOM = b"\xef\xbb\xbf"
+
+
+def flatten(batch):
+    rank, path, offsets, lines = batch
+    assert len(offsets) == len(lines)
+    for offset, line in zip(offsets, lines):
+        yield rank, path, offset, line
+
+
+def write(path, data, mtime=None):
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return str(path)
+
+
+def reference_lines(data):
+    """(offset, line) per the contract: BOM skipped, \\n split, one \\r stripped."""
+    offset = 0
+    if data.startswith(BOM):
+        data, offset = data[3:], 3
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":
+        pieces.pop()
+    out = []
+    for piece in pieces:
+        out.append((offset, piece[:-1] if piece.endswith(b"\r") else piece))
+        offset += len(piece) + 1
+    return out
+
+
+# match_inputs ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_files_two_mtimes(tmp_path):
+    """b.json and c.json uploaded at t=100, a.json later at t=200; d.gz at t=50."""
+    write(tmp_path / "b.json", b"bb\n", 100)
+    write(tmp_path / "a.json", b"a\n", 200)
+    write(tmp_path / "c.json", b"ccc\n", 100)
+    write(tmp_path / "d.json.gz", gzip.compress(b"d\n"), 50)
+    return tmp_path
+
+
+def test_match_inputs_ranks_by_mtime_then_path(three_files_two_mtimes):
+    d = three_files_two_mtimes
+    files = match_inputs([str(d / "*")])
+    assert files == [
+        InputFile(0, str(d / "d.json.gz"), (d / "d.json.gz").stat().st_size, 50.0, True),
+        InputFile(1, str(d / "b.json"), 3, 100.0, False),
+        InputFile(2, str(d / "c.json"), 4, 100.0, False),
+        InputFile(3, str(d / "a.json"), 2, 200.0, False),
+    ]
+
+
+def test_match_inputs_upload_order_name(three_files_two_mtimes):
+    d = three_files_two_mtimes
+    files = match_inputs([str(d / "*")], upload_order="name")
+    assert [(f.rank, f.path, f.upload_time) for f in files] == [
+        (0, str(d / "a.json"), 0.0),
+        (1, str(d / "b.json"), 0.0),
+        (2, str(d / "c.json"), 0.0),
+        (3, str(d / "d.json.gz"), 0.0),
+    ]
+
+
+def test_match_inputs_file_matched_twice_is_read_once(three_files_two_mtimes):
+    d = three_files_two_mtimes
+    files = match_inputs([str(d / "*.json"), str(d / "a.json"), str(d / "[ab].json")])
+    assert [f.path for f in files] == [str(d / "b.json"), str(d / "c.json"), str(d / "a.json")]
+    assert [f.rank for f in files] == [0, 1, 2]
+
+
+def test_match_inputs_recursive_pattern(tmp_path):
+    (tmp_path / "x" / "y").mkdir(parents=True)
+    write(tmp_path / "x" / "y" / "deep.json", b"", 10)
+    write(tmp_path / "top.json", b"1\n", 20)
+    files = match_inputs([str(tmp_path / "**.json")])
+    assert [f.path for f in files] == [str(tmp_path / "x" / "y" / "deep.json"), str(tmp_path / "top.json")]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["*.nothing", "missing.json", "no_such_folder/*.json"],
+)
+def test_match_inputs_pattern_matching_nothing_names_it(three_files_two_mtimes, pattern):
+    full = str(three_files_two_mtimes / pattern)
+    with pytest.raises(InputError) as raised:
+        match_inputs([str(three_files_two_mtimes / "*.json"), full])
+    assert full in str(raised.value)
+
+
+def test_match_inputs_folder_is_not_an_input_file(tmp_path):
+    """A folder path matches the folder itself in Beam's local match; it must
+    be refused up front (or expanded), never handed to the readers."""
+    write(tmp_path / "a.json", b"a\n")
+    try:
+        files = match_inputs([str(tmp_path)])
+    except InputError as err:
+        assert str(tmp_path) in str(err)
+    else:
+        assert all(os.path.isfile(f.path) for f in files), files
+
+
+@pytest.mark.parametrize(
+    "patterns, upload_order, message",
+    [
+        ([], "mtime", "--input"),
+        (["x"], "size", "upload_order"),
+    ],
+)
+def test_match_inputs_refuses_bad_arguments(patterns, upload_order, message):
+    with pytest.raises(InputError, match=message):
+        match_inputs(patterns, upload_order)
+
+
+# ReadRawLines ----------------------------------------------------------------------
+
+MIXED = (
+    BOM
+    + b'{"event":"a"}\r\n'
+    + b"\n"
+    + b"  \t\r\n"
+    + b'lone\rcr\n'
+    + b"\xff\xfe bad utf8\n"
+    + b'{"event":"no newline"}'
+)
+SECOND = b'line one\nline two\n'
+
+
+def test_read_raw_lines_exact_lines(tmp_path):
+    mixed = write(tmp_path / "mixed.json", MIXED, 100)
+    second = write(tmp_path / "second.json.gz", gzip.compress(SECOND), 200)
+    files = match_inputs([str(tmp_path / "*")])
+    expected = [
+        (0, mixed, 3, b'{"event":"a"}'),
+        (0, mixed, 18, b""),
+        (0, mixed, 19, b"  \t"),
+        (0, mixed, 24, b"lone\rcr"),
+        (0, mixed, 32, b"\xff\xfe bad utf8"),
+        (0, mixed, 44, b'{"event":"no newline"}'),
+        (1, second, 0, b"line one"),
+        (1, second, 9, b"line two"),
+    ]
+    with TestPipeline(runner="FnApiRunner") as p:
+        lines = p | ReadRawLines(files, range_bytes=1 << 20) | beam.FlatMap(flatten)
+        assert_that(lines, equal_to(expected), label="CheckLines")
+
+
+def test_read_raw_lines_tiny_ranges_lose_and_repeat_nothing(tmp_path):
+    lines = [b'{"n":%d}' % i + (b"\r" if i % 3 == 0 else b"") + b"x" * (i % 11) for i in range(200)]
+    data = BOM + b"\n".join(lines) + b"\n\n\r\n" + b"tail"
+    path = write(tmp_path / "one.json", data)
+    files = match_inputs([path])
+    expected = [(0, path, offset, line) for offset, line in reference_lines(data)]
+    assert len(expected) == 203
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | ReadRawLines(files, range_bytes=7) | beam.FlatMap(flatten)
+        assert_that(out, equal_to(expected), label="CheckLines")
+
+
+def test_read_raw_lines_compressed_file_over_16_mib(tmp_path):
+    """A single read() of a .gz handle stops at 16 MiB; every line must still come."""
+    count = 20 * 1024  # 1 KiB lines: 20 MiB decompressed
+    filler = b"a" * 1016
+    data = b"".join(b"%07d" % i + filler + b"\n" for i in range(count))
+    assert len(data) == 20 << 20
+    path = str(tmp_path / "big.ndjson.gz")
+    with open(path, "wb") as raw:
+        raw.write(gzip.compress(data, compresslevel=1))
+    files = match_inputs([path])
+    assert files[0].compressed
+    with TestPipeline(runner="FnApiRunner") as p:
+        # Batches are large: reduce each to (count, first offset, last offset,
+        # last line) at once, then merge them into one such tuple.
+        summary = (
+            p
+            | ReadRawLines(files, range_bytes=1 << 20)
+            | "SummariseBatch" >> beam.Map(lambda b: (len(b[3]), b[2][0], b[2][-1], b[3][-1]))
+            | "SummariseFile" >> beam.CombineGlobally(merge_batch_summaries)
+        )
+        last_offset = (count - 1) * 1024
+        assert_that(
+            summary,
+            equal_to([(count, 0, last_offset, b"%07d" % (count - 1) + filler)]),
+            label="CheckCountFirstAndLast",
+        )
+
+
+def merge_batch_summaries(summaries):
+    summaries = list(summaries)
+    last = max((s[2], s[3]) for s in summaries)
+    return (sum(s[0] for s in summaries), min(s[1] for s in summaries), *last)
+
+
+def test_read_raw_lines_empty_files(tmp_path):
+    write(tmp_path / "empty.json", b"", 1)
+    write(tmp_path / "empty.json.gz", gzip.compress(b""), 2)
+    only = write(tmp_path / "one.json", b"x", 3)
+    files = match_inputs([str(tmp_path / "*")])
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | ReadRawLines(files, range_bytes=4) | beam.FlatMap(flatten)
+        assert_that(out, equal_to([(2, only, 0, b"x")]), label="CheckLines")
+
+
+@pytest.mark.parametrize(
+    "files, range_bytes, message",
+    [
+        ([], 10, "files"),
+        ([InputFile(0, "x", 1, 0.0, False)], 0, "range_bytes"),
+    ],
+)
+def test_read_raw_lines_refuses_bad_arguments(files, range_bytes, message):
+    with pytest.raises(ValueError, match=message):
+        ReadRawLines(files, range_bytes)
