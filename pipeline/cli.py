@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Beam is imported only now, under UTC.
     from pipeline.options import PrepOptions, UsageError  # noqa: PLC0415
     from pipeline.output import OutputError  # noqa: PLC0415
-    from pipeline.run import make_options, run  # noqa: PLC0415
+    from pipeline.run import launch, make_options  # noqa: PLC0415
+    from pipeline.report import format_headline  # noqa: PLC0415
     from pipeline.summary import read_summary  # noqa: PLC0415
     from transforms.read import InputError  # noqa: PLC0415
 
@@ -49,17 +50,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(help_text("cloud-import-prep"))
         return EXIT_OK
     try:
-        result = run(args)
+        # Options are made once: the {date} placeholders in the paths resolve once.
+        options = make_options(args)
+        result = launch(options)
     except (UsageError, InputError, OutputError) as err:
         print(f"cloud-import-prep: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    own = options.view_as(PrepOptions)
+    if not own.wait:
+        print(f"cloud-import-prep: job submitted; its summary will be {own.output.rstrip('/')}/_SUMMARY.json")
+        return EXIT_OK
     state = result.wait_until_finish()
-    output = make_options(args).view_as(PrepOptions).output
-    summary = read_summary(output)
+    summary = read_summary(own.output)
     if summary is None:
         print(f"cloud-import-prep: the run ended {state} without writing a summary", file=sys.stderr)
         return EXIT_FAILED_CHECKS
+    # stdout carries the summary for machines (pipe it to jq); people read the
+    # headline on stderr, with the logs.
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    print(format_headline(summary), file=sys.stderr)
     if not summary["passed"]:
         print(f"cloud-import-prep: the run failed its checks: {summary['checks']}", file=sys.stderr)
         return EXIT_FAILED_CHECKS

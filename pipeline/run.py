@@ -5,28 +5,32 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.options import (
     DEFAULT_LOCAL_RUNNER,
     MIB,
     PrepOptions,
+    UsageError,
     check_options,
     format_time,
     own_options,
     parse_reference_time,
 )
 from pipeline.output import prepare_output
+from pipeline.placeholders import PlaceholderError, resolve_all
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
 from transforms.read import ReadRawLines, match_inputs
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
 from transforms.validate import ValidateAndSplit
-from transforms.write import WritePartitions
+from transforms.write import OrderShards, WritePartitions
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_RUNNER = DEFAULT_LOCAL_RUNNER
@@ -47,7 +51,15 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     elif isinstance(standard.runner, str) and standard.runner.lower() in _DIRECT_NAMES:
         _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", DEFAULT_RUNNER)
         standard.runner = DEFAULT_RUNNER
-    check_options(options.view_as(PrepOptions))
+    own = options.view_as(PrepOptions)
+    # Placeholders are resolved here, once per launch, so that workers, checks and
+    # the summary all see the same concrete paths and run date.
+    today = datetime.now(timezone.utc).date()
+    try:
+        own.input, own.output, own.run_date = resolve_all(own.input, own.output, own.run_date, today)
+    except PlaceholderError as err:
+        raise UsageError(str(err)) from None
+    check_options(own)
     return options
 
 
@@ -58,9 +70,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     the patterns must match, the output must be usable.
     """
     own = options.view_as(PrepOptions)
+    # Beam's filesystems take their settings (--s3_endpoint_url, credentials)
+    # from here; Pipeline() sets them too, but this runs before any use.
+    FileSystems.set_options(options)
     reference = parse_reference_time(own.reference_time, time.time())
-    files = match_inputs(own.input, own.upload_order)
-    stale = prepare_output(own.output, own.overwrite)
+    files = match_inputs(own.input, own.upload_order, options)
+    stale = prepare_output(own.output, own.overwrite, options)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     max_file_bytes = own.max_file_mb * MIB
     target = min(max_file_bytes, SHARD_TARGET_BYTES)
@@ -79,6 +94,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
         (split.profiles, split.groups, split.rejects)
         | "JoinUpdatesAndRejects" >> beam.Flatten()
         | "GroupUpdatesAndRejects" >> GroupIntoShards(target)
+        | "OrderUpdatesAndRejects" >> OrderShards()
     )
     written = (
         (deduped.survivors, deduped.superseded, updates_and_rejects)
@@ -113,7 +129,15 @@ def run(argv: Sequence[str]) -> beam.runners.runner.PipelineResult:
     Raises:
       UsageError, InputError, OutputError: before anything runs.
     """
-    options = make_options(argv)
+    return launch(make_options(argv))
+
+
+def launch(options: PipelineOptions) -> beam.runners.runner.PipelineResult:
+    """Builds the pipeline from options made by `make_options` and starts it.
+
+    Callers that need the resolved options afterwards (the output path, for
+    one) make them once and pass them here, rather than resolving twice.
+    """
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options)
     return pipeline.run()

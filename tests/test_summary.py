@@ -268,7 +268,7 @@ def test_write_summary_passed_run_replaces_previous(replaced_run):
     expected = run_write_summary(root, TALLY_PARTS, stale=PREVIOUS_RUN)
     assert expected["passed"] is True
     files, folders = listing(root)
-    assert files == sorted([f.path for f in FILES] + ["_SUMMARY.json", "_SUCCESS"])
+    assert files == sorted([f.path for f in FILES] + ["_REPORT.html", "_SUMMARY.json", "_SUCCESS"])
     # The stale day folders (and "superseded", left empty), the temporary folder: gone.
     assert folders == ["events", DAY1, DAY2, "groups", "profiles", "rejects"]
     with open(os.path.join(root, "_SUMMARY.json"), "rb") as handle:
@@ -285,7 +285,7 @@ def test_write_summary_failed_gate_writes_summary_without_success(replaced_run):
     assert expected["passed"] is False
     assert expected["checks"]["reject_ratio_ok"] is False
     files, folders = listing(root)
-    assert files == sorted([f.path for f in FILES] + ["_SUMMARY.json"])
+    assert files == sorted([f.path for f in FILES] + ["_REPORT.html", "_SUMMARY.json"])
     assert "_temporary" not in folders
     assert read_summary(root) == expected
 
@@ -312,7 +312,7 @@ def test_write_summary_new_location_unbalanced(tmp_path):
             label="CheckChecks",
         )
     files, folders = listing(root)
-    assert files == sorted([f.path for f in FILES] + ["_SUMMARY.json"])
+    assert files == sorted([f.path for f in FILES] + ["_REPORT.html", "_SUMMARY.json"])
     assert "_temporary" not in folders
 
 
