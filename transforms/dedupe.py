@@ -10,7 +10,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
-from transforms.records import Record, pick_latest, superseded_route
+from transforms.records import RecordBatch, pick_latest, superseded_route
 from transforms.shard import GroupIntoShards, ShardKey
 
 # Output tags, read by attribute.
@@ -26,22 +26,26 @@ class _PickLatest(beam.DoFn):
         self._keep_superseded = keep_superseded
         self._superseded = Metrics.counter(METRICS_NAMESPACE, "superseded")
 
-    def process(self, element: tuple[ShardKey, list[Record]]) -> Iterator[Any]:
-        (route, shard), records = element
-        survivors, superseded = pick_latest(records)
-        yield (route, shard), survivors
+    def process(self, element: tuple[ShardKey, list[RecordBatch]]) -> Iterator[Any]:
+        (route, shard), batches = element
+        survivors, superseded = pick_latest(batches)
+        # Events may be cut into files anywhere: no keys to keep together.
+        yield (route, shard), (survivors, None)
         if superseded:
             self._superseded.inc(len(superseded))
             yield pvalue.TaggedOutput(TALLIES, {SUPERSEDED_COUNT: len(superseded)})
             if self._keep_superseded:
-                yield pvalue.TaggedOutput(SUPERSEDED, ((superseded_route(route), shard), superseded))
+                yield pvalue.TaggedOutput(
+                    SUPERSEDED, ((superseded_route(route), shard), (superseded, None))
+                )
 
 
 class DeduplicateEvents(beam.PTransform):
     """Keeps one event per overwrite key (event, distinct_id, $insert_id, UTC day).
 
-    Input: (events route, [record]) batches from ValidateAndSplit. Output: a
-    DoOutputsTuple: `survivors` ((route, shard), [record]) ready to write,
+    Input: (events route, RecordBatch) from ValidateAndSplit. Output: a
+    DoOutputsTuple: `survivors` ((route, shard), (lines, None)) ready to write
+    (WritePartitions' input), in upload order,
     `superseded` the same for the losers (only with keep_superseded), and
     `tallies` ({"superseded": n}).
 

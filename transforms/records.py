@@ -1,17 +1,22 @@
 """Batches of classified records: routing, sharding, winners and file splits (pure; no Beam).
 
-A record travelling between stages is a plain tuple ``(rank, offset, key, line)``:
-`rank` is its file's position in upload order and `offset` the byte offset of its
-line, so ``(rank, offset)`` is its upload order; `key` is the 16-byte digest the
-rules computed (the overwrite key of an event, the identity of a profile or group
-update; empty for rejects); `line` is the output line without its newline.
+Records travel between stages in batches, column by column, which keeps Beam's
+per-element and encoding costs per batch rather than per record. A RecordBatch
+is a plain tuple ``(rank, offsets, keys, lines)``: `rank` is the position of the
+records' file in upload order and `offsets` the byte offsets of their lines, so
+``(rank, offset)`` is a record's upload order; `keys` holds the 16-byte digests
+the rules computed, back to back (the overwrite key of an event, the identity of
+a profile or group update; empty for rejects); `lines` are the output lines
+without their newlines. Records in a batch are in offset order.
 """
 
 
 import base64
 import math
+import struct
 from collections import Counter
 from collections.abc import Iterable
+from itertools import compress
 from typing import NamedTuple
 
 import orjson
@@ -25,7 +30,9 @@ from transforms.rules import (
     classify,
 )
 
-Record = tuple[int, int, bytes, bytes]
+RecordBatch = tuple[int, list[int], bytes, list[bytes]]
+ShardLines = tuple[list[bytes], list[bytes] | None]  # (lines, keys to cut files by)
+KEY_BYTES = 16
 
 PROFILES_ROUTE = "profiles"
 GROUPS_ROUTE = "groups"
@@ -79,7 +86,9 @@ def reject_line(reason: str, detail: str, path: str, offset: int, raw: bytes) ->
         record["line"] = raw.decode("utf-8")
     except UnicodeDecodeError:
         record["line_base64"] = base64.b64encode(raw).decode("ascii")
-    return orjson.dumps(record)
+    # An exact-size copy: orjson's result keeps a 4+ KiB allocation, and
+    # rejects are held until they are written.
+    return bytes(memoryview(orjson.dumps(record)))
 
 
 def reject_example(path: str, offset: int, raw: bytes) -> dict[str, object]:
@@ -96,13 +105,27 @@ def reject_example(path: str, offset: int, raw: bytes) -> dict[str, object]:
 Example = tuple[int, int, dict[str, object]]
 
 
-class SortedBatch(NamedTuple):
-    """One batch of input lines, classified."""
+class _Columns:
+    """Records of one route being gathered from a batch, column by column."""
 
-    events: dict[str, list[Record]]  # events route -> records
-    profiles: list[Record]
-    groups: list[Record]
-    rejects: list[Record]
+    __slots__ = ("offsets", "keys", "lines")
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        self.keys: list[bytes] = []
+        self.lines: list[bytes] = []
+
+    def batch(self, rank: int) -> RecordBatch:
+        return rank, self.offsets, b"".join(self.keys), self.lines
+
+
+class SortedBatch(NamedTuple):
+    """One batch of input lines, classified. Empty categories are None."""
+
+    events: dict[str, RecordBatch]  # events route -> its records
+    profiles: RecordBatch | None
+    groups: RecordBatch | None
+    rejects: RecordBatch | None
     tallies: Counter[str]
     event_names: Counter[str]  # accepted events per name
     examples: dict[str, list[Example]]  # reason -> the batch's first few rejects
@@ -118,12 +141,11 @@ def sort_batch(
     """Classifies every line of a batch and sorts the results by route.
 
     Every line is counted exactly once: as blank, or in exactly one of the
-    events, profiles, groups and rejects.
+    events, profiles, groups and rejects. Each output batch keeps the input's
+    order (ascending offsets).
     """
-    events: dict[str, list[Record]] = {}
-    profiles: list[Record] = []
-    groups: list[Record] = []
-    rejects: list[Record] = []
+    events: dict[str, _Columns] = {}
+    profiles, groups, rejects = _Columns(), _Columns(), _Columns()
     tallies: Counter[str] = Counter()
     normalised = Counter[int]()
     names: Counter[str] = Counter()
@@ -132,50 +154,61 @@ def sort_batch(
         fate = classify(raw, config)
         kind = fate.kind
         if kind == Kind.EVENT:
-            route = EVENTS_PREFIX + fate.day
-            bucket = events.get(route)
-            if bucket is None:
-                bucket = events[route] = []
-            bucket.append((rank, offset, fate.key, fate.line))
+            columns = events.get(fate.day)
+            if columns is None:
+                columns = events[fate.day] = _Columns()
+            columns.offsets.append(offset)
+            columns.keys.append(fate.key)
+            columns.lines.append(fate.line)
             names[fate.name] += 1
             if fate.normalised:
                 normalised[fate.normalised] += 1
         elif kind == Kind.REJECT:
             reason = fate.reason.value  # type: ignore[union-attr]
-            rejects.append(
-                (rank, offset, b"", reject_line(reason, fate.detail, path, offset, raw))
-            )
+            rejects.offsets.append(offset)
+            rejects.lines.append(reject_line(reason, fate.detail, path, offset, raw))
             tallies[REJECTED_PREFIX + reason] += 1
             shown = examples.setdefault(reason, [])
             if len(shown) < EXAMPLES_PER_REASON:
                 shown.append((rank, offset, reject_example(path, offset, raw)))
-        elif kind == Kind.PROFILE:
-            profiles.append((rank, offset, fate.key, fate.line))
-            tallies[PROFILE_OPERATION_PREFIX + fate.name] += 1
-            if fate.normalised:
-                normalised[fate.normalised] += 1
-        elif kind == Kind.GROUP:
-            groups.append((rank, offset, fate.key, fate.line))
-            tallies[GROUP_OPERATION_PREFIX + fate.name] += 1
+        elif kind == Kind.PROFILE or kind == Kind.GROUP:
+            columns, prefix = (
+                (profiles, PROFILE_OPERATION_PREFIX)
+                if kind == Kind.PROFILE
+                else (groups, GROUP_OPERATION_PREFIX)
+            )
+            columns.offsets.append(offset)
+            columns.keys.append(fate.key)
+            columns.lines.append(fate.line)
+            tallies[prefix + fate.name] += 1
             if fate.normalised:
                 normalised[fate.normalised] += 1
         else:
             tallies[BLANK_LINES] += 1
     tallies[LINES] += len(lines)
-    tallies[EVENTS_ACCEPTED] += sum(len(b) for b in events.values())
-    tallies[PROFILES] += len(profiles)
-    tallies[GROUPS] += len(groups)
-    tallies[REJECTED] += len(rejects)
+    tallies[EVENTS_ACCEPTED] += sum(len(c.lines) for c in events.values())
+    tallies[PROFILES] += len(profiles.lines)
+    tallies[GROUPS] += len(groups.lines)
+    tallies[REJECTED] += len(rejects.lines)
     for flags, count in normalised.items():
         for flag, name in _NORMALISED_FLAGS:
             if flags & flag:
                 tallies[name] += count
-    return SortedBatch(events, profiles, groups, rejects, tallies, names, examples)
+    return SortedBatch(
+        {EVENTS_PREFIX + day: c.batch(rank) for day, c in events.items()},
+        profiles.batch(rank) if profiles.lines else None,
+        groups.batch(rank) if groups.lines else None,
+        rejects.batch(rank) if rejects.lines else None,
+        tallies,
+        names,
+        examples,
+    )
 
 
-def record_bytes(records: Iterable[Record]) -> int:
-    """Uncompressed size of the records as written (one newline each)."""
-    return sum(len(r[3]) + 1 for r in records)
+def batch_bytes(batch: RecordBatch) -> int:
+    """Uncompressed size of a batch's lines as written (one newline each)."""
+    lines = batch[3]
+    return sum(map(len, lines)) + len(lines)
 
 
 def shard_count(route_bytes: int, target_bytes: int) -> int:
@@ -183,98 +216,117 @@ def shard_count(route_bytes: int, target_bytes: int) -> int:
     return max(1, math.ceil(route_bytes / target_bytes))
 
 
-def shard_of(record: Record, shards: int) -> int:
-    """The shard of a record: by its key when it has one, else by position.
+def shards_of(batch: RecordBatch, shards: int) -> list[int]:
+    """The shard of each record of a batch.
 
-    Keys are digests, so their leading bytes are already a stable hash; a
-    key-less record (a reject) is placed by its (rank, offset).
+    Keys are digests, so their first 8 bytes (big-endian, the same on every
+    machine) are already a stable hash; key-less records (rejects) are
+    placed by (rank, offset).
     """
-    key = record[2]
-    if key:
-        return int.from_bytes(key[:8], "big") % shards
-    return (record[0] * 1_000_003 + record[1]) % shards
+    rank, offsets, keys, lines = batch
+    if keys:
+        halves = struct.unpack(f">{2 * len(lines)}Q", keys)
+        return [h % shards for h in halves[::2]]
+    return [(rank * 1_000_003 + offset) % shards for offset in offsets]
 
 
-def split_into_shards(records: Iterable[Record], shards: int) -> dict[int, list[Record]]:
-    """Groups records by shard_of()."""
-    out: dict[int, list[Record]] = {}
-    for record in records:
-        shard = shard_of(record, shards)
-        bucket = out.get(shard)
-        if bucket is None:
-            bucket = out[shard] = []
-        bucket.append(record)
-    return out
+def split_batch(batch: RecordBatch, shards: int) -> dict[int, RecordBatch]:
+    """Splits a batch by shards_of(), each part keeping the batch's order."""
+    if shards == 1:
+        return {0: batch}
+    rank, offsets, keys, lines = batch
+    parts: dict[int, _Columns] = {}
+    for i, shard in enumerate(shards_of(batch, shards)):
+        columns = parts.get(shard)
+        if columns is None:
+            columns = parts[shard] = _Columns()
+        columns.offsets.append(offsets[i])
+        if keys:
+            columns.keys.append(keys[i * KEY_BYTES : (i + 1) * KEY_BYTES])
+        columns.lines.append(lines[i])
+    return {shard: columns.batch(rank) for shard, columns in parts.items()}
 
 
-def pick_latest(records: Iterable[Record]) -> tuple[list[Record], list[Record]]:
+def in_upload_order(batches: Iterable[RecordBatch]) -> list[RecordBatch]:
+    """Orders the batches of a shard so that their records are in upload order.
+
+    Within a batch, records are in offset order; batches of one file cover
+    disjoint offset ranges, so ordering whole batches by (rank, first offset)
+    orders every record without sorting records.
+    """
+    return sorted(batches, key=lambda b: (b[0], b[1][0]))
+
+
+def _keys(batch: RecordBatch) -> list[bytes]:
+    keys = batch[2]
+    return [keys[i : i + KEY_BYTES] for i in range(0, len(keys), KEY_BYTES)]
+
+
+def pick_latest(batches: Iterable[RecordBatch]) -> tuple[list[bytes], list[bytes]]:
     """Keeps, per key, the record latest in upload order.
 
     Returns:
-      (survivors, superseded), each sorted in upload order.
+      (survivors, superseded): the lines of each, in upload order.
     """
-    latest: dict[bytes, Record] = {}
-    superseded: list[Record] = []
-    for record in records:
-        key = record[2]
-        held = latest.get(key)
-        if held is None:
-            latest[key] = record
-        elif (record[0], record[1]) > (held[0], held[1]):
-            superseded.append(held)
-            latest[key] = record
-        else:
-            superseded.append(record)
-    survivors = sorted(latest.values())
-    superseded.sort()
-    return survivors, superseded
+    ordered = in_upload_order(batches)
+    keys = [key for b in ordered for key in _keys(b)]
+    lines = [line for b in ordered for line in b[3]]
+    # dict() keeps the last position given for a key: the latest upload.
+    latest = dict(zip(keys, range(len(keys))))
+    if len(latest) == len(keys):
+        return lines, []
+    survivors = bytearray(len(keys))
+    for position in latest.values():
+        survivors[position] = 1
+    superseded = bytes(survivors).translate(_FLIP)
+    return list(compress(lines, survivors)), list(compress(lines, superseded))
 
 
-def order_for_writing(route: str, records: list[Record]) -> list[Record]:
-    """Puts a shard's records in their written order.
+_FLIP = bytes([1, 0]) + bytes(254)
+
+
+def order_for_writing(route: str, batches: Iterable[RecordBatch]) -> ShardLines:
+    """The lines of a shard in written order, with the keys files are cut by.
 
     Profile and group updates are ordered by identity, then upload order, so
-    that one identity's updates stay together and in order; everything else
-    is in upload order. (rank, offset) is unique, so the order is total.
+    that one identity's updates stay together and in order; their keys come
+    along so that a file is only ever cut between identities. Everything else
+    is in upload order and may be cut anywhere (keys None).
     """
-    if route in (PROFILES_ROUTE, GROUPS_ROUTE):
-        return sorted(records, key=lambda r: (r[2], r[0], r[1]))
-    return sorted(records, key=lambda r: (r[0], r[1]))
+    ordered = in_upload_order(batches)
+    lines = [line for b in ordered for line in b[3]]
+    if route not in (PROFILES_ROUTE, GROUPS_ROUTE):
+        return lines, None
+    keys = [key for b in ordered for key in _keys(b)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: keeps upload order
+    return [lines[i] for i in order], [keys[i] for i in order]
 
 
-def split_into_files(
-    route: str, records: list[Record], max_bytes: int
-) -> list[list[Record]]:
-    """Cuts ordered records into files of at most `max_bytes` uncompressed.
+def split_into_files(lines: list[bytes], keys: list[bytes] | None, max_bytes: int) -> list[list[bytes]]:
+    """Cuts ordered lines into files of at most `max_bytes` uncompressed.
 
-    Profile and group files are cut only between identities, so an identity's
+    With `keys`, a file is cut only where the key changes, so an identity's
     updates share one file (a single identity larger than `max_bytes` gets a
     file of its own, over the limit).
     """
-    keep_keys_together = route in (PROFILES_ROUTE, GROUPS_ROUTE)
-    files: list[list[Record]] = []
-    current: list[Record] = []
-    size = 0
-    for record in records:
-        length = len(record[3]) + 1
-        if current and size + length > max_bytes:
-            if not keep_keys_together or record[2] != current[-1][2]:
-                files.append(current)
-                current, size = [], 0
-            elif keep_keys_together:
-                # Same identity as the previous record: move the whole run.
-                run_start = len(current)
-                while run_start and current[run_start - 1][2] == record[2]:
-                    run_start -= 1
-                if run_start:
-                    run = current[run_start:]
-                    files.append(current[:run_start])
-                    current = run
-                    size = record_bytes(run)
-        current.append(record)
+    if sum(map(len, lines)) + len(lines) <= max_bytes:
+        return [lines] if lines else []
+    files: list[list[bytes]] = []
+    start = 0  # first line of the file being filled
+    size = 0  # bytes of lines[start:i]
+    boundary = 0  # the latest place after `start` where the file may end
+    size_to_boundary = 0  # bytes of lines[start:boundary]
+    for i, line in enumerate(lines):
+        length = len(line) + 1
+        if i > start and (keys is None or keys[i] != keys[i - 1]):
+            boundary, size_to_boundary = i, size
+        if size + length > max_bytes and boundary > start:
+            files.append(lines[start:boundary])
+            size -= size_to_boundary
+            start, size_to_boundary = boundary, 0
         size += length
-    if current:
-        files.append(current)
+    if start < len(lines):
+        files.append(lines[start:])
     return files
 
 

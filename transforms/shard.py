@@ -1,40 +1,40 @@
 """The GroupIntoShards stage: route batches regrouped into size-bounded shards."""
 
-
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from transforms.records import Record, record_bytes, shard_count, split_into_shards
+from transforms.records import RecordBatch, batch_bytes, shard_count, split_batch
 
-RouteBatch = tuple[str, list[Record]]
+RouteBatch = tuple[str, RecordBatch]
 ShardKey = tuple[str, int]
 
 
 def _route_size(element: RouteBatch) -> tuple[str, int]:
-    route, records = element
-    return route, record_bytes(records)
+    route, batch = element
+    return route, batch_bytes(batch)
 
 
 def _key_by_shard(
     element: RouteBatch, route_bytes: dict[str, int], target_bytes: int
-) -> Iterator[tuple[ShardKey, list[Record]]]:
-    route, records = element
+) -> Iterator[tuple[ShardKey, RecordBatch]]:
+    route, batch = element
     shards = shard_count(route_bytes[route], target_bytes)
-    for shard, part in split_into_shards(records, shards).items():
+    for shard, part in split_batch(batch, shards).items():
         yield (route, shard), part
 
 
-def _concat(element: tuple[ShardKey, Iterable[list[Record]]]) -> tuple[ShardKey, list[Record]]:
-    key, parts = element
-    return key, [record for part in parts for record in part]
+def _as_list(element: tuple[ShardKey, Iterable[RecordBatch]]) -> tuple[ShardKey, list[RecordBatch]]:
+    key, batches = element
+    return key, list(batches)
 
 
 class GroupIntoShards(beam.PTransform):
     """Brings together all records of a shard of a route.
 
-    Input: (route, [record]) batches. Output: ((route, shard), [record]), one
-    element per shard holding every record of that shard, in no given order.
+    Input: (route, RecordBatch) elements. Output: ((route, shard), [RecordBatch]),
+    one element per shard holding every record of that shard, in batches in no
+    given order (see records.in_upload_order).
 
     Guarantees: records with the same key land in the same shard; each route
     gets ceil(bytes / target_bytes) shards, so no shard is much larger than
@@ -64,5 +64,5 @@ class GroupIntoShards(beam.PTransform):
                 target_bytes=self._target_bytes,
             )
             | "GroupShards" >> beam.GroupByKey()
-            | "JoinShardParts" >> beam.Map(_concat)
+            | "ListShardBatches" >> beam.Map(_as_list)
         )

@@ -47,11 +47,11 @@ class _SortBatch(beam.DoFn):
         result = sort_batch(rank, path, offsets, lines, self._config)
         for route, records in result.events.items():
             yield route, records
-        if result.profiles:
+        if result.profiles is not None:
             yield pvalue.TaggedOutput(PROFILES, (PROFILES_ROUTE, result.profiles))
-        if result.groups:
+        if result.groups is not None:
             yield pvalue.TaggedOutput(GROUPS, (GROUPS_ROUTE, result.groups))
-        if result.rejects:
+        if result.rejects is not None:
             yield pvalue.TaggedOutput(REJECTS, (REJECTS_ROUTE, result.rejects))
         for name, count in result.tallies.items():
             counter = self._counters.get(name)
@@ -68,8 +68,8 @@ class ValidateAndSplit(beam.PTransform):
     """Classifies raw lines by DESIGN.md §2 and splits them by record type.
 
     Input: `Batch` tuples from ReadRawLines. Output: a DoOutputsTuple with
-    `events` (route, [record]) per UTC day, `profiles`, `groups` and `rejects`
-    (route, [record]), `tallies` (dict of counts per batch), `event_names`
+    `events` (route, RecordBatch) per UTC day, `profiles`, `groups` and
+    `rejects` (route, RecordBatch), `tallies` (dict of counts per batch), `event_names`
     ([(name, count)] per batch) and `reject_examples` ((reason, [example])
     per batch, the batch's first few).
 

@@ -12,7 +12,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
-from transforms.records import Record, order_for_writing, part_name, split_into_files
+from transforms.records import (
+    RecordBatch,
+    ShardLines,
+    order_for_writing,
+    part_name,
+    split_into_files,
+)
 from transforms.shard import ShardKey
 
 _LOG = logging.getLogger(__name__)
@@ -49,7 +55,7 @@ def temp_root(output: str, run_id: str) -> str:
     return join_path(output, TEMP_FOLDER, run_id)
 
 
-def write_lines(path: str, records: list[Record], compressed: bool) -> int:
+def write_lines(path: str, lines: list[bytes], compressed: bool) -> int:
     """Writes one record per line to `path`; returns the uncompressed size.
 
     Gzip output uses mtime=0 and no file name so that the same lines give the
@@ -58,21 +64,12 @@ def write_lines(path: str, records: list[Record], compressed: bool) -> int:
     size = 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         sink = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") if compressed else raw
-        piece: list[bytes] = []
-        piece_bytes = 0
-        for record in records:
-            line = record[3]
-            piece.append(line)
-            piece_bytes += len(line) + 1
-            if piece_bytes >= _WRITE_SLICE:
-                piece.append(b"")
-                sink.write(b"\n".join(piece))
-                size += piece_bytes
-                piece, piece_bytes = [], 0
-        if piece:
-            piece.append(b"")
-            sink.write(b"\n".join(piece))
-            size += piece_bytes
+        step = max(1, _WRITE_SLICE // max(1, sum(map(len, lines[:100])) // max(1, len(lines[:100]))))
+        for start in range(0, len(lines), step):
+            piece = lines[start : start + step]
+            data = b"\n".join(piece) + b"\n"
+            sink.write(data)
+            size += len(data)
         if compressed:
             sink.close()  # writes the gzip trailer; `raw` is closed by the with
     return size
@@ -111,10 +108,9 @@ class _WriteShard(beam.DoFn):
         self._max_file_bytes = max_file_bytes
         self._files = Metrics.counter(METRICS_NAMESPACE, "files_written")
 
-    def process(self, element: tuple[ShardKey, list[Record]]) -> Iterator[tuple[str, _TempFile]]:
-        (route, shard), records = element
-        ordered = order_for_writing(route, records)
-        for index, part in enumerate(split_into_files(route, ordered, self._max_file_bytes)):
+    def process(self, element: tuple[ShardKey, ShardLines]) -> Iterator[tuple[str, _TempFile]]:
+        (route, shard), (lines, keys) = element
+        for index, part in enumerate(split_into_files(lines, keys, self._max_file_bytes)):
             # Deterministic names: a retried bundle overwrites its own files.
             temp_path = join_path(self._temp_dir, route, f"shard-{shard:05d}-{index:05d}")
             size = write_lines(temp_path, part, self._compressed)
@@ -139,11 +135,30 @@ class _NameFiles(beam.DoFn):
             yield WrittenFile(route, name, temp.lines, temp.bytes)
 
 
-class WritePartitions(beam.PTransform):
-    """Writes shards of records as the output layout of DESIGN.md §4.
+def _order_shard(element: tuple[ShardKey, list[RecordBatch]]) -> tuple[ShardKey, ShardLines]:
+    (route, shard), batches = element
+    return (route, shard), order_for_writing(route, batches)
 
-    Input: ((route, shard), [record]) elements, a route being an output folder
-    such as "events/day=2024-01-31" or "rejects". Output: one WrittenFile per
+
+class OrderShards(beam.PTransform):
+    """Puts the records of each shard in written order.
+
+    Input: ((route, shard), [RecordBatch]) from GroupIntoShards. Output:
+    ((route, shard), (lines, keys)), WritePartitions' input: profile and group
+    updates by identity then upload order (keys given, so that files are cut
+    between identities), rejects in upload order (keys None).
+    """
+
+    def expand(self, shards: beam.PCollection) -> beam.PCollection:
+        return shards | "OrderLines" >> beam.Map(_order_shard)
+
+
+class WritePartitions(beam.PTransform):
+    """Writes shards of ordered lines as the output layout of DESIGN.md §4.
+
+    Input: ((route, shard), (lines, keys)) elements, a route being an output
+    folder such as "events/day=2024-01-31" or "rejects", lines in written
+    order, and keys (or None) marking where a file may be cut. Output: one WrittenFile per
     file, after it is in its final place `<route>/part-NNNNN-of-MMMMM.ndjson[.gz]`.
 
     Guarantees: no file holds more than `max_file_bytes` uncompressed (except a
