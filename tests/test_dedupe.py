@@ -8,10 +8,11 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.dedupe import DeduplicateEvents
-from transforms.records import shard_of, sort_batch
+from transforms.records import sort_batch
 
 DAY1 = "events/day=2024-01-01"
 DAY2 = "events/day=2024-01-02"
+SUPERSEDED1 = "superseded/day=2024-01-01"
 BIG = 1 << 30  # one shard per route
 
 
@@ -24,23 +25,24 @@ KA, KB, KC = key("a"), key("b"), key("c")
 
 @pytest.fixture
 def copies_across_ranks():
-    """Key A sent three times (ranks 0, 2 and 1), key B twice in rank 1, key C once;
-    batches split so that copies of one key arrive in different elements."""
+    """Key A sent three times (ranks 0, 2 and 1), key B three times (ranks 0 and 1),
+    key C once; copies of one key arrive in different elements, and batches of
+    rank 1 cover disjoint offset ranges, as batches of one file do."""
     return [
-        (DAY1, [(0, 10, KA, b"a@0:10"), (0, 20, KB, b"b@0:20")]),
-        (DAY1, [(2, 0, KA, b"a@2:0"), (1, 5, KB, b"b@1:5")]),
-        (DAY1, [(1, 900, KA, b"a@1:900"), (1, 6, KB, b"b@1:6"), (1, 7, KC, b"c@1:7")]),
+        (DAY1, (0, [10, 20], KA + KB, [b"a@0:10", b"b@0:20"])),
+        (DAY1, (2, [0], KA, [b"a@2:0"])),
+        (DAY1, (1, [5], KB, [b"b@1:5"])),
+        (DAY1, (1, [6, 7, 900], KB + KC + KA, [b"b@1:6", b"c@1:7", b"a@1:900"])),
     ]
+
+
+SURVIVORS = [((DAY1, 0), ([b"b@1:6", b"c@1:7", b"a@2:0"], None))]
 
 
 def test_dedupe_latest_upload_wins(copies_across_ranks):
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(copies_across_ranks) | DeduplicateEvents(BIG)
-        assert_that(
-            out.survivors,
-            equal_to([((DAY1, 0), [(1, 6, KB, b"b@1:6"), (1, 7, KC, b"c@1:7"), (2, 0, KA, b"a@2:0")])]),
-            label="CheckSurvivors",
-        )
+        assert_that(out.survivors, equal_to(SURVIVORS), label="CheckSurvivors")
         assert_that(out.superseded, equal_to([]), label="CheckNoSupersededWritten")
         assert_that(out.tallies, equal_to([{"superseded": 4}]), label="CheckTallies")
 
@@ -48,33 +50,22 @@ def test_dedupe_latest_upload_wins(copies_across_ranks):
 def test_dedupe_keep_superseded(copies_across_ranks):
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(copies_across_ranks) | DeduplicateEvents(BIG, keep_superseded=True)
-        assert_that(
-            out.survivors,
-            equal_to([((DAY1, 0), [(1, 6, KB, b"b@1:6"), (1, 7, KC, b"c@1:7"), (2, 0, KA, b"a@2:0")])]),
-            label="CheckSurvivors",
-        )
+        assert_that(out.survivors, equal_to(SURVIVORS), label="CheckSurvivors")
         assert_that(
             out.superseded,
-            equal_to(
-                [
-                    (
-                        ("superseded/day=2024-01-01", 0),
-                        [(0, 10, KA, b"a@0:10"), (0, 20, KB, b"b@0:20"), (1, 5, KB, b"b@1:5"), (1, 900, KA, b"a@1:900")],
-                    )
-                ]
-            ),
+            equal_to([((SUPERSEDED1, 0), ([b"a@0:10", b"b@0:20", b"b@1:5", b"a@1:900"], None))]),
             label="CheckSuperseded",
         )
         assert_that(out.tallies, equal_to([{"superseded": 4}]), label="CheckTallies")
 
 
 def test_dedupe_no_duplicates_no_tallies():
-    events = [(DAY1, [(0, 0, KA, b"a")]), (DAY2, [(0, 1, KB, b"b")])]
+    events = [(DAY1, (0, [0], KA, [b"a"])), (DAY2, (0, [1, 2], KB + KC, [b"b", b"c"]))]
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(events) | DeduplicateEvents(BIG, keep_superseded=True)
         assert_that(
             out.survivors,
-            equal_to([((DAY1, 0), [(0, 0, KA, b"a")]), ((DAY2, 0), [(0, 1, KB, b"b")])]),
+            equal_to([((DAY1, 0), ([b"a"], None)), ((DAY2, 0), ([b"b", b"c"], None))]),
             label="CheckSurvivors",
         )
         assert_that(out.superseded, equal_to([]), label="CheckNoSuperseded")
@@ -90,66 +81,92 @@ def test_dedupe_event_resent_on_another_day_is_another_key(rule_config):
     first = sort_batch(0, "a.json", [0, 100], [jan1, jan2], rule_config)
     second = sort_batch(1, "b.json", [0], [jan1_again], rule_config)
     assert sorted(first.events) == [DAY1, DAY2]
-    assert first.events[DAY1][0][2] != first.events[DAY2][0][2]
-    assert first.events[DAY1][0][2] == second.events[DAY1][0][2]
+    assert first.events[DAY1][1:] == ([0], first.events[DAY1][2], [jan1])
+    assert first.events[DAY2][1:] == ([100], first.events[DAY2][2], [jan2])
+    assert second.events == {DAY1: (1, [0], first.events[DAY1][2], [jan1_again])}
+    assert first.events[DAY1][2] != first.events[DAY2][2]
     batches = list(first.events.items()) + list(second.events.items())
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(batches) | DeduplicateEvents(BIG, keep_superseded=True)
         assert_that(
             out.survivors,
-            equal_to(
-                [
-                    ((DAY1, 0), [(1, 0, second.events[DAY1][0][2], jan1_again)]),
-                    ((DAY2, 0), [(0, 100, first.events[DAY2][0][2], jan2)]),
-                ]
-            ),
+            equal_to([((DAY1, 0), ([jan1_again], None)), ((DAY2, 0), ([jan2], None))]),
             label="CheckSurvivors",
         )
         assert_that(
-            out.superseded,
-            equal_to([(("superseded/day=2024-01-01", 0), [first.events[DAY1][0]])]),
-            label="CheckSuperseded",
+            out.superseded, equal_to([((SUPERSEDED1, 0), ([jan1], None))]), label="CheckSuperseded"
         )
         assert_that(out.tallies, equal_to([{"superseded": 1}]), label="CheckTallies")
 
 
 def test_dedupe_across_several_shards():
     """Small target: the route spreads over shards; copies of a key still meet."""
-    records = [(r, i, key(f"k{i % 40}"), b"%d-%03d" % (r, i)) for r in range(3) for i in range(120)]
-    batches = [(DAY1, records[n : n + 50]) for n in range(0, len(records), 50)]
-    total_bytes = sum(len(r[3]) + 1 for r in records)
+    keys = [key(f"k{i}") for i in range(40)]
+    # Ranks 0-2, offsets 0-119, key i % 40; each file read as three batches.
+    batches = [
+        (
+            DAY1,
+            (
+                r,
+                list(range(lo, hi)),
+                b"".join(keys[i % 40] for i in range(lo, hi)),
+                [b"%d-%03d" % (r, i) for i in range(lo, hi)],
+            ),
+        )
+        for r in range(3)
+        for lo, hi in ((0, 50), (50, 100), (100, 120))
+    ]
+    total_bytes = 360 * 6
     target = total_bytes // 4 + 1  # ceil(total / target) = 4 shards
-    expected = {}
-    for r in records:
-        if r[1] >= 80 and r[0] == 2:  # the last copy of each key: rank 2, offsets 80..119
-            expected.setdefault(shard_of(r, 4), []).append(r)
-    assert len(expected) > 1
+    survivors, superseded, shards = {}, {}, set()
+    for r in range(3):
+        for i in range(120):
+            # Shard: the key's first 8 bytes, big-endian, modulo 4.
+            shard = int.from_bytes(keys[i % 40][:8], "big") % 4
+            shards.add(shard)
+            latest = r == 2 and i >= 80  # the last copy of each key
+            (survivors if latest else superseded).setdefault(shard, []).append(b"%d-%03d" % (r, i))
+    assert len(shards) == 4
     with TestPipeline(runner="FnApiRunner") as p:
-        out = p | beam.Create(batches) | DeduplicateEvents(target)
+        out = p | beam.Create(batches) | DeduplicateEvents(target, keep_superseded=True)
         assert_that(
             out.survivors,
-            equal_to([((DAY1, shard), sorted(rs)) for shard, rs in expected.items()]),
+            equal_to([((DAY1, s), (lines, None)) for s, lines in survivors.items()]),
             label="CheckSurvivors",
         )
-        superseded = out.tallies | beam.Map(lambda t: t["superseded"]) | beam.CombineGlobally(sum)
-        assert_that(superseded, equal_to([360 - 40]), label="CheckSupersededCount")
-
-
-COPY = b'{"event":"e","properties":{"time":1704067200,"distinct_id":"u","$insert_id":"x"}}'
+        assert_that(
+            out.superseded,
+            equal_to([((SUPERSEDED1, s), (lines, None)) for s, lines in superseded.items()]),
+            label="CheckSuperseded",
+        )
+        assert_that(
+            out.tallies,
+            equal_to([{"superseded": len(lines)} for lines in superseded.values()]),
+            label="CheckTallies",
+        )
+        total = out.tallies | beam.Map(lambda t: t["superseded"]) | beam.CombineGlobally(sum)
+        assert_that(total, equal_to([360 - 40]), label="CheckSupersededCount")
 
 
 def ten_thousand_copies(part):
-    """Batch `part` of ten: copies 10,000 * part .. 10,000 * part + 9,999, spread
-    over ranks 0-9. Built inside the pipeline: Create infers a type per element,
-    which is slow for big batches."""
-    return DAY1, [(i % 10, i, KA, COPY) for i in range(part * 10_000, (part + 1) * 10_000)]
+    """Part `part` of ten: copies 10,000 * part .. 10,000 * part + 9,999 of one key,
+    copy i at rank i % 10 and offset i, as one batch per rank. Built inside the
+    pipeline: Create infers a type per element, which is slow for big batches."""
+    for rank in range(10):
+        offsets = list(range(part * 10_000 + rank, (part + 1) * 10_000, 10))
+        yield DAY1, (rank, offsets, KA * len(offsets), [b"%d:%d" % (rank, o) for o in offsets])
 
 
 def test_dedupe_hundred_thousand_copies_of_one_event():
+    superseded = [b"%d:%d" % (r, o) for r in range(10) for o in range(r, 100_000, 10)][:-1]
+    assert len(superseded) == 99_999
     with TestPipeline(runner="FnApiRunner") as p:
-        batches = p | beam.Create(range(10)) | "MakeCopies" >> beam.Map(ten_thousand_copies)
-        out = batches | DeduplicateEvents(BIG)
-        assert_that(out.survivors, equal_to([((DAY1, 0), [(9, 99_999, KA, COPY)])]), label="CheckSurvivor")
+        batches = p | beam.Create(range(10)) | "MakeCopies" >> beam.FlatMap(ten_thousand_copies)
+        out = batches | DeduplicateEvents(BIG, keep_superseded=True)
+        assert_that(out.survivors, equal_to([((DAY1, 0), ([b"9:99999"], None))]), label="CheckSurvivor")
+        assert_that(
+            out.superseded, equal_to([((SUPERSEDED1, 0), (superseded, None))]), label="CheckSuperseded"
+        )
         assert_that(out.tallies, equal_to([{"superseded": 99_999}]), label="CheckTallies")
 
 

@@ -25,14 +25,16 @@ BATCH_A = (0, PATH_A, [3, 95, 96, 200, 250], [SIGNUP_JAN1, b"", PLAY_JAN2, PROFI
 BATCH_B = (1, PATH_B, [0, 80, 170, 250], [PLAY_JAN2_MS, GROUP, b" \t", UNKNOWN])
 
 
-def rec(rank, offset, raw, config):
-    fate = classify(raw, config)
-    assert fate.line, raw
-    return (rank, offset, fate.key, fate.line)
+def accepted(rank, offsets, raws, config):
+    """The RecordBatch of accepted lines: (rank, offsets, keys back to back, lines)."""
+    fates = [classify(raw, config) for raw in raws]
+    assert all(len(f.key) == 16 and f.line for f in fates), raws
+    return (rank, list(offsets), b"".join(f.key for f in fates), [f.line for f in fates])
 
 
 def reject(reason, raw, path, offset, config):
     detail = classify(raw, config).detail
+    assert detail
     return orjson.dumps(
         {"reason": reason, "detail": detail, "source": path, "offset": offset, "line": raw.decode()}
     )
@@ -46,23 +48,28 @@ def test_validate_and_split_every_output(rule_config):
             out.events,
             equal_to(
                 [
-                    ("events/day=2024-01-01", [rec(0, 3, SIGNUP_JAN1, c)]),
-                    ("events/day=2024-01-02", [rec(0, 96, PLAY_JAN2, c)]),
-                    ("events/day=2024-01-02", [rec(1, 0, PLAY_JAN2_MS, c)]),
+                    ("events/day=2024-01-01", accepted(0, [3], [SIGNUP_JAN1], c)),
+                    ("events/day=2024-01-02", accepted(0, [96], [PLAY_JAN2], c)),
+                    ("events/day=2024-01-02", accepted(1, [0], [PLAY_JAN2_MS], c)),
                 ]
             ),
             label="CheckEvents",
         )
         assert_that(
-            out.profiles, equal_to([("profiles", [rec(0, 200, PROFILE, c)])]), label="CheckProfiles"
+            out.profiles, equal_to([("profiles", accepted(0, [200], [PROFILE], c))]), label="CheckProfiles"
         )
-        assert_that(out.groups, equal_to([("groups", [rec(1, 80, GROUP, c)])]), label="CheckGroups")
+        assert_that(
+            out.groups, equal_to([("groups", accepted(1, [80], [GROUP], c))]), label="CheckGroups"
+        )
         assert_that(
             out.rejects,
             equal_to(
                 [
-                    ("rejects", [(0, 250, b"", reject("invalid_json", NOT_JSON, PATH_A, 250, c))]),
-                    ("rejects", [(1, 250, b"", reject("unknown_record_type", UNKNOWN, PATH_B, 250, c))]),
+                    ("rejects", (0, [250], b"", [reject("invalid_json", NOT_JSON, PATH_A, 250, c)])),
+                    (
+                        "rejects",
+                        (1, [250], b"", [reject("unknown_record_type", UNKNOWN, PATH_B, 250, c)]),
+                    ),
                 ]
             ),
             label="CheckRejects",
@@ -121,13 +128,96 @@ def test_validate_and_split_every_output(rule_config):
 def test_validate_and_split_written_lines(rule_config):
     """The normalised lines themselves, for the records above."""
     c = rule_config
-    assert rec(0, 96, PLAY_JAN2, c)[3] == (
-        b'{"event":"Play","properties":{"time":1704189600,"distinct_id":"u1","$insert_id":"p1"}}'
-    )
-    assert rec(1, 0, PLAY_JAN2_MS, c)[3] == (
-        b'{"event":"Play","properties":{"time":1704189600,"distinct_id":"5","$insert_id":"p2"}}'
-    )
-    assert rec(1, 80, GROUP, c)[3] == GROUP
+    assert accepted(0, [96, 0, 80], [PLAY_JAN2, PLAY_JAN2_MS, GROUP], c)[3] == [
+        b'{"event":"Play","properties":{"time":1704189600,"distinct_id":"u1","$insert_id":"p1"}}',
+        b'{"event":"Play","properties":{"time":1704189600,"distinct_id":"5","$insert_id":"p2"}}',
+        GROUP,
+    ]
+
+
+PROFILE_2 = b'{"$distinct_id":"u2","$unset":["plan"]}'
+SIGNUP_JAN1_B = b'{"event":"Signup","properties":{"time":1704067300,"distinct_id":"u2","$insert_id":"s2"}}'
+
+
+def test_validate_and_split_one_batch_per_route_in_offset_order(rule_config):
+    """Several records of one route in a batch travel as one RecordBatch, columns aligned."""
+    c = rule_config
+    lines = [SIGNUP_JAN1, PROFILE, NOT_JSON, SIGNUP_JAN1_B, PLAY_JAN2, PROFILE_2, UNKNOWN]
+    offsets = [0, 100, 150, 160, 260, 400, 450]
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create([(7, PATH_A, offsets, lines)]) | ValidateAndSplit(c)
+        assert_that(
+            out.events,
+            equal_to(
+                [
+                    ("events/day=2024-01-01", accepted(7, [0, 160], [SIGNUP_JAN1, SIGNUP_JAN1_B], c)),
+                    ("events/day=2024-01-02", accepted(7, [260], [PLAY_JAN2], c)),
+                ]
+            ),
+            label="CheckEvents",
+        )
+        assert_that(
+            out.profiles,
+            equal_to([("profiles", accepted(7, [100, 400], [PROFILE, PROFILE_2], c))]),
+            label="CheckProfiles",
+        )
+        assert_that(out.groups, equal_to([]), label="CheckNoGroups")
+        assert_that(
+            out.rejects,
+            equal_to(
+                [
+                    (
+                        "rejects",
+                        (
+                            7,
+                            [150, 450],
+                            b"",
+                            [
+                                reject("invalid_json", NOT_JSON, PATH_A, 150, c),
+                                reject("unknown_record_type", UNKNOWN, PATH_A, 450, c),
+                            ],
+                        ),
+                    )
+                ]
+            ),
+            label="CheckRejects",
+        )
+        assert_that(
+            out.tallies,
+            equal_to(
+                [
+                    {
+                        "lines": 7,
+                        "events_accepted": 3,
+                        "profiles": 2,
+                        "groups": 0,
+                        "rejected": 2,
+                        "rejected_invalid_json": 1,
+                        "rejected_unknown_record_type": 1,
+                        "normalised_time": 1,
+                        "operation_profiles_$set": 1,
+                        "operation_profiles_$unset": 1,
+                    }
+                ]
+            ),
+            label="CheckTallies",
+        )
+        assert_that(
+            out.event_names, equal_to([[("Signup", 2), ("Play", 1)]]), label="CheckEventNames"
+        )
+        assert_that(
+            out.reject_examples,
+            equal_to(
+                [
+                    ("invalid_json", [(7, 150, {"source": PATH_A, "offset": 150, "line": "{oops"})]),
+                    (
+                        "unknown_record_type",
+                        [(7, 450, {"source": PATH_A, "offset": 450, "line": '{"hello":"world"}'})],
+                    ),
+                ]
+            ),
+            label="CheckRejectExamples",
+        )
 
 
 def test_validate_and_split_blank_only_batch_emits_tallies_only(rule_config):

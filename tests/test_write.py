@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.write import WritePartitions, WrittenFile, move_files, write_lines
+from transforms.write import OrderShards, WritePartitions, WrittenFile, move_files, write_lines
 
 DAY1 = "events/day=2024-01-01"
 DAY2 = "events/day=2024-01-02"
@@ -37,20 +37,40 @@ def lines_of(data, compressed):
     return data[:-1].split(b"\n")
 
 
+A, B = b"\x01" * 16, b"\x02" * 16
+
+
+def k(n):
+    return n.to_bytes(16, "big")
+
+
 @pytest.fixture
 def two_days_profiles_rejects():
-    """Day 1 in two shards (shard 1 holds 3 records), day 2 in one, profiles of two
-    identities in upload order across ranks, and rejects. Every line is 9 bytes
-    with its newline; records arrive out of order."""
-    a, b = b"\x01" * 16, b"\x02" * 16
+    """GroupIntoShards' output: day 1 in two shards (shard 1 holds 3 records),
+    day 2 in one, profiles of two identities across ranks, and rejects. Every
+    line is 9 bytes with its newline; batches arrive out of order."""
     return [
-        ((DAY1, 1), [(1, 0, b"k3", line("d1-s1-r3")), (0, 5, b"k1", line("d1-s1-r1")), (0, 9, b"k2", line("d1-s1-r2"))]),
-        ((DAY1, 0), [(0, 1, b"k0", line("d1-s0-r1"))]),
-        ((DAY2, 0), [(2, 0, b"k9", line("d2-s0-r2")), (1, 0, b"k8", line("d2-s0-r1"))]),
-        (("profiles", 0), [(1, 0, b, line("prof-b-1")), (2, 0, a, line("prof-a-2")), (0, 3, a, line("prof-a-1"))]),
-        (("rejects", 0), [(0, 7, b"", line("reject-2")), (0, 2, b"", line("reject-1"))]),
+        (
+            (DAY1, 1),
+            [(1, [0], k(3), [line("d1-s1-r3")]), (0, [5, 9], k(1) + k(2), [line("d1-s1-r1"), line("d1-s1-r2")])],
+        ),
+        ((DAY1, 0), [(0, [1], k(0), [line("d1-s0-r1")])]),
+        ((DAY2, 0), [(2, [0], k(9), [line("d2-s0-r2")]), (1, [0], k(8), [line("d2-s0-r1")])]),
+        (
+            ("profiles", 0),
+            [(1, [0], B, [line("prof-b-1")]), (2, [0], A, [line("prof-a-2")]), (0, [3], A, [line("prof-a-1")])],
+        ),
+        (("rejects", 0), [(0, [7], b"", [line("reject-2")]), (0, [2], b"", [line("reject-1")])]),
     ]
 
+
+ORDERED = [
+    ((DAY1, 0), ([b"d1-s0-r1"], None)),
+    ((DAY1, 1), ([b"d1-s1-r1", b"d1-s1-r2", b"d1-s1-r3"], None)),
+    ((DAY2, 0), ([b"d2-s0-r1", b"d2-s0-r2"], None)),
+    (("profiles", 0), ([b"prof-a-1", b"prof-a-2", b"prof-b-1"], [A, A, B])),
+    (("rejects", 0), ([b"reject-1", b"reject-2"], None)),
+]
 
 EXPECTED_LINES = {
     "events/day=2024-01-01/part-00000-of-00002": [b"d1-s0-r1"],
@@ -68,6 +88,12 @@ def expected_written(suffix):
     ]
 
 
+def test_order_shards(two_days_profiles_rejects):
+    with TestPipeline(runner="FnApiRunner") as p:
+        ordered = p | beam.Create(two_days_profiles_rejects) | OrderShards()
+        assert_that(ordered, equal_to(ORDERED), label="CheckOrderedShards")
+
+
 @pytest.mark.parametrize(
     "compression, suffix",
     [pytest.param("gzip", ".ndjson.gz", id="gzip"), pytest.param("none", ".ndjson", id="none")],
@@ -78,6 +104,7 @@ def test_write_partitions_names_and_lines(tmp_path, two_days_profiles_rejects, c
         written = (
             p
             | beam.Create(two_days_profiles_rejects)
+            | OrderShards()
             | WritePartitions(out_dir, RUN_ID, compression, max_file_bytes=1 << 20)
         )
         assert_that(written, equal_to(expected_written(suffix)), label="CheckWrittenFiles")
@@ -95,22 +122,57 @@ def test_write_partitions_names_and_lines(tmp_path, two_days_profiles_rejects, c
         assert names == [], folder
 
 
+def test_write_partitions_takes_dedupe_output_directly(tmp_path):
+    """Survivors and superseded events come as (lines, None), already in order."""
+    out_dir = str(tmp_path / "out")
+    shards = [
+        ((DAY1, 0), ([b"kept-2", b"kept-1"], None)),
+        ((DAY1, 3), ([b"kept-3"], None)),
+        (("superseded/day=2024-01-01", 3), ([b"lost-1", b"lost-2"], None)),
+    ]
+    with TestPipeline(runner="FnApiRunner") as p:
+        written = p | beam.Create(shards) | WritePartitions(out_dir, RUN_ID, "none", max_file_bytes=1 << 20)
+        assert_that(
+            written,
+            equal_to(
+                [
+                    WrittenFile(DAY1, f"{DAY1}/part-00000-of-00002.ndjson", 2, 14),
+                    WrittenFile(DAY1, f"{DAY1}/part-00001-of-00002.ndjson", 1, 7),
+                    WrittenFile(
+                        "superseded/day=2024-01-01",
+                        "superseded/day=2024-01-01/part-00000-of-00001.ndjson",
+                        2,
+                        14,
+                    ),
+                ]
+            ),
+            label="CheckWrittenFiles",
+        )
+    on_disk = {n: d for n, d in files_under(out_dir).items() if not n.startswith("_temporary")}
+    assert on_disk == {
+        f"{DAY1}/part-00000-of-00002.ndjson": b"kept-2\nkept-1\n",
+        f"{DAY1}/part-00001-of-00002.ndjson": b"kept-3\n",
+        "superseded/day=2024-01-01/part-00000-of-00001.ndjson": b"lost-1\nlost-2\n",
+    }
+
+
 def test_write_partitions_max_file_bytes(tmp_path):
     """20 records of 10 bytes in one shard, at most 25 bytes a file: 10 parts of 2.
     Profiles: identities of 3, 1 and 4 records (30, 10, 40 bytes) with a 25-byte
     limit: the 3- and 4-record identities each get their own file, over the limit."""
     a, b, c = b"\x01" * 16, b"\x02" * 16, b"\x03" * 16
-    events = [(0, i, b"k%02d" % i, b"event-%03d" % i) for i in range(20)]
-    profiles = (
-        [(0, 100 + i, a, b"prof-a-%02d" % i) for i in range(3)]
-        + [(0, 200, b, b"prof-b-00")]
-        + [(0, 300 + i, c, b"prof-c-%02d" % i) for i in range(4)]
-    )
+    events = (0, list(range(20)), b"".join(k(i) for i in range(20)), [b"event-%03d" % i for i in range(20)])
+    profiles = [
+        (0, [100, 101, 102], a * 3, [b"prof-a-%02d" % i for i in range(3)]),
+        (0, [200], b, [b"prof-b-00"]),
+        (0, [300, 301, 302, 303], c * 4, [b"prof-c-%02d" % i for i in range(4)]),
+    ]
     out_dir = str(tmp_path / "out")
     with TestPipeline(runner="FnApiRunner") as p:
         written = (
             p
-            | beam.Create([((DAY1, 0), events), (("profiles", 0), profiles)])
+            | beam.Create([((DAY1, 0), [events]), (("profiles", 0), profiles)])
+            | OrderShards()
             | WritePartitions(out_dir, RUN_ID, "none", max_file_bytes=25)
         )
         expected = [
@@ -121,28 +183,33 @@ def test_write_partitions_max_file_bytes(tmp_path):
             WrittenFile("profiles", "profiles/part-00002-of-00003.ndjson", 4, 40),
         ]
         assert_that(written, equal_to(expected), label="CheckWrittenFiles")
-    on_disk = files_under(out_dir)
-    for i in range(10):
-        data = on_disk[f"{DAY1}/part-{i:05d}-of-00010.ndjson"]
-        assert data == b"event-%03d\nevent-%03d\n" % (2 * i, 2 * i + 1)
-    assert on_disk["profiles/part-00001-of-00003.ndjson"] == b"prof-b-00\n"
-    assert on_disk["profiles/part-00002-of-00003.ndjson"] == b"".join(
-        b"prof-c-%02d\n" % i for i in range(4)
-    )
-    assert len([n for n in on_disk if not n.startswith("_temporary")]) == 13
+    on_disk = {n: d for n, d in files_under(out_dir).items() if not n.startswith("_temporary")}
+    assert on_disk == {
+        **{
+            f"{DAY1}/part-{i:05d}-of-00010.ndjson": b"event-%03d\nevent-%03d\n" % (2 * i, 2 * i + 1)
+            for i in range(10)
+        },
+        "profiles/part-00000-of-00003.ndjson": b"".join(b"prof-a-%02d\n" % i for i in range(3)),
+        "profiles/part-00001-of-00003.ndjson": b"prof-b-00\n",
+        "profiles/part-00002-of-00003.ndjson": b"".join(b"prof-c-%02d\n" % i for i in range(4)),
+    }
+    for name, data in on_disk.items():
+        if len(data) > 25:
+            assert name.startswith("profiles/") and len({line[:6] for line in data.splitlines()}) == 1
 
 
 def test_write_partitions_gzip_bytes_identical_across_runs(tmp_path, two_days_profiles_rejects):
     outputs = [str(tmp_path / "first"), str(tmp_path / "second")]
     with TestPipeline(runner="FnApiRunner") as p:
-        shards = p | beam.Create(two_days_profiles_rejects)
+        shards = p | beam.Create(two_days_profiles_rejects) | OrderShards()
         for n, out_dir in enumerate(outputs):
             _ = shards | f"Write{n}" >> WritePartitions(out_dir, f"run-{n}", "gzip", max_file_bytes=1 << 20)
     first, second = files_under(outputs[0]), files_under(outputs[1])
-    assert len(first) == len(EXPECTED_LINES)
+    assert sorted(first) == sorted(name + ".ndjson.gz" for name in EXPECTED_LINES)
     assert first == second
     for data in first.values():
         assert data[4:8] == b"\x00\x00\x00\x00"  # gzip MTIME field: 0
+        assert data[3] & 0x08 == 0  # FLG.FNAME unset: no file name stored
 
 
 # write_lines and move_files -----------------------------------------------------------
@@ -151,8 +218,8 @@ def test_write_partitions_gzip_bytes_identical_across_runs(tmp_path, two_days_pr
 @pytest.mark.parametrize("compressed", [True, False])
 def test_write_lines_returns_uncompressed_size(tmp_path, compressed):
     path = str(tmp_path / "sub" / "f")
-    records = [(0, i, b"", b"x" * i) for i in range(5)]
-    assert write_lines(path, records, compressed) == sum(i + 1 for i in range(5))
+    lines = [b"x" * i for i in range(5)]
+    assert write_lines(path, lines, compressed) == sum(i + 1 for i in range(5))
     with open(path, "rb") as handle:
         data = handle.read()
     assert (gzip.decompress(data) if compressed else data) == b"\nx\nxx\nxxx\nxxxx\n"
@@ -161,11 +228,11 @@ def test_write_lines_returns_uncompressed_size(tmp_path, compressed):
 def test_write_lines_large_file_in_slices(tmp_path):
     """More than one 4 MiB write slice: every line still there, in order."""
     path = str(tmp_path / "big")
-    records = [(0, i, b"", b"%09d" % i + b"y" * 990) for i in range(10_000)]
-    assert write_lines(path, records, True) == 10_000 * 1000
+    lines = [b"%09d" % i + b"y" * 990 for i in range(10_000)]
+    assert write_lines(path, lines, True) == 10_000 * 1000
     with open(path, "rb") as handle:
         data = gzip.decompress(handle.read())
-    assert data == b"".join(r[3] + b"\n" for r in records)
+    assert data == b"".join(line + b"\n" for line in lines)
 
 
 def test_move_files_creates_folders_and_accepts_a_done_move(tmp_path):
