@@ -26,7 +26,7 @@ from pipeline.output import prepare_output
 from pipeline.placeholders import PlaceholderError, resolve_all
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
-from transforms.read import ReadRawLines, match_inputs
+from transforms.read import InputFile, ReadRawLines, match_inputs
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
 from transforms.validate import ValidateAndSplit
@@ -40,6 +40,17 @@ _DIRECT_NAMES = ("direct", "directrunner")
 # Shards aim at this size (or --max-file-mb if smaller): enough to spread a
 # large day over many workers, few enough to keep files large.
 SHARD_TARGET_BYTES = 256 * MIB
+
+
+# Gzipped NDJSON is typically 5-10x smaller than the text. The estimate only
+# chooses between one shard per route and measured sharding: file sizes are
+# bounded by --max-file-mb either way.
+COMPRESSION_RATIO_ESTIMATE = 5
+
+
+def estimated_bytes(files: Sequence[InputFile]) -> int:
+    """An upper estimate of the input's uncompressed size."""
+    return sum(f.size * (COMPRESSION_RATIO_ESTIMATE if f.compressed else 1) for f in files)
 
 
 def make_options(argv: Sequence[str]) -> PipelineOptions:
@@ -87,21 +98,35 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     }
     _LOG.info("reading %d files (%d bytes) into %s", len(files), header["input"]["bytes"], own.output)
 
-    batches = pipeline | "ReadRawLines" >> ReadRawLines(files, own.range_bytes)
+    # An input no larger than one output file gives every route one shard
+    # and skips measuring routes: a side input that makes the runner store
+    # the events once more before the shuffle. A function of the input alone,
+    # so the output stays the same on every runner.
+    single_shard = estimated_bytes(files) <= max_file_bytes
+    read = pipeline | "ReadRawLines" >> ReadRawLines(
+        files, own.range_bytes, own.skip_unreadable_files
+    )
+    # With --skip-unreadable-files, files that could not be read to their end
+    # come out beside the lines, for the summary.
+    if own.skip_unreadable_files:
+        batches, unreadable = read.batches, read.unreadable
+    else:
+        batches, unreadable = read, None
     split = batches | "ValidateAndSplit" >> ValidateAndSplit(RuleConfig(reference, own.time_unit))
-    deduped = split.events | "DeduplicateEvents" >> DeduplicateEvents(target, own.keep_superseded)
+    deduped = split.events | "DeduplicateEvents" >> DeduplicateEvents(
+        target, own.keep_superseded, single_shard
+    )
     updates_and_rejects = (
         (split.profiles, split.groups, split.rejects)
         | "JoinUpdatesAndRejects" >> beam.Flatten()
-        | "GroupUpdatesAndRejects" >> GroupIntoShards(target)
+        | "GroupUpdatesAndRejects" >> GroupIntoShards(target, single_shard)
         | "OrderUpdatesAndRejects" >> OrderShards()
     )
-    written = (
-        (deduped.survivors, deduped.superseded, updates_and_rejects)
-        | "JoinShards" >> beam.Flatten()
-        | "WritePartitions"
-        >> WritePartitions(own.output, run_id, own.compression, max_file_bytes)
-    )
+    written = {
+        "Events": deduped.survivors,
+        "Superseded": deduped.superseded,
+        "UpdatesAndRejects": updates_and_rejects,
+    } | "WritePartitions" >> WritePartitions(own.output, run_id, own.compression, max_file_bytes)
     tallies = (
         (split.tallies, deduped.tallies)
         | "JoinTallies" >> beam.Flatten()
@@ -119,6 +144,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
         figures,
         stale_files=stale,
         max_reject_ratio=own.max_reject_ratio,
+        unreadable_files=unreadable,
     )
     return header
 

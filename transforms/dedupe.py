@@ -53,17 +53,20 @@ class DeduplicateEvents(beam.PTransform):
     order (rank, offset); the result does not depend on bundling or workers.
     """
 
-    def __init__(self, target_bytes: int, keep_superseded: bool = False) -> None:
+    def __init__(
+        self, target_bytes: int, keep_superseded: bool = False, single_shard: bool = False
+    ) -> None:
         super().__init__()
         if target_bytes <= 0:
             raise ValueError(f"target_bytes must be positive, got {target_bytes}")
         self._target_bytes = target_bytes
         self._keep_superseded = bool(keep_superseded)
+        self._single_shard = bool(single_shard)
 
     def expand(self, events):  # -> DoOutputsTuple (Beam rejects it as a hint)
         return (
             events
-            | "GroupEventShards" >> GroupIntoShards(self._target_bytes)
+            | "GroupEventShards" >> GroupIntoShards(self._target_bytes, self._single_shard)
             | "PickLatest"
             >> beam.ParDo(_PickLatest(self._keep_superseded)).with_outputs(
                 SUPERSEDED, TALLIES, main=SURVIVORS

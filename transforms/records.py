@@ -13,7 +13,9 @@ without their newlines. Records in a batch are in offset order.
 
 import base64
 import math
+import re
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from itertools import compress
@@ -58,6 +60,27 @@ _NORMALISED_FLAGS = (
     (NORMALISED_DISTINCT_ID, NORMALISED_PREFIX + "distinct_id"),
     (INSERT_ID_GENERATED, NORMALISED_PREFIX + "insert_id_generated"),
 )
+
+
+# Every output folder there is (DESIGN.md §4). Output paths are built from
+# routes, and a route from a day the rules formatted; this is checked again
+# where paths are made, so that no value from a record can steer a file.
+_OUTPUT_ROUTE = re.compile(
+    r"(?:events|superseded)/day=[0-9]{4}-[0-9]{2}-[0-9]{2}|profiles|groups|rejects"
+)
+
+
+def check_route(route: str) -> str:
+    """Returns `route` if it is one of the output folders; raises otherwise.
+
+    Raises:
+      ValueError: the route is not `events/day=YYYY-MM-DD`,
+        `superseded/day=YYYY-MM-DD`, `profiles`, `groups` or `rejects`: a bug,
+        which must fail the job rather than write anywhere else.
+    """
+    if type(route) is not str or not _OUTPUT_ROUTE.fullmatch(route):
+        raise ValueError(f"{str(route)[:80]!r} is not an output folder of this tool (a bug)")
+    return route
 
 
 def events_route(day: str) -> str:
@@ -245,6 +268,32 @@ def split_batch(batch: RecordBatch, shards: int) -> dict[int, RecordBatch]:
             columns.keys.append(keys[i * KEY_BYTES : (i + 1) * KEY_BYTES])
         columns.lines.append(lines[i])
     return {shard: columns.batch(rank) for shard, columns in parts.items()}
+
+
+# What crosses a shuffle: a RecordBatch whose lines are one zlib blob.
+PackedBatch = tuple[int, list[int], bytes, bytes]
+_PACK_LEVEL = 1  # fast: the point is fewer bytes held and shuffled, not the smallest
+
+
+def pack(batch: RecordBatch) -> PackedBatch:
+    """Packs a batch's lines into one compressed blob for the shuffle.
+
+    The in-process runner holds every shuffled byte in memory (more than
+    once while it groups), and Dataflow bills shuffled bytes: NDJSON packs
+    several times smaller. Lines are compact JSON, so they hold no raw
+    newline and can be joined by one.
+    """
+    rank, offsets, keys, lines = batch
+    joined = b"\n".join(lines)
+    if joined.count(b"\n") != len(lines) - 1:
+        raise ValueError("a line to pack holds a raw newline")  # a bug: lines are compact JSON
+    return rank, offsets, keys, zlib.compress(joined, _PACK_LEVEL)
+
+
+def unpack(packed: PackedBatch) -> RecordBatch:
+    """The batch that pack() packed."""
+    rank, offsets, keys, blob = packed
+    return rank, offsets, keys, zlib.decompress(blob).split(b"\n")
 
 
 def in_upload_order(batches: Iterable[RecordBatch]) -> list[RecordBatch]:

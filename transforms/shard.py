@@ -4,7 +4,15 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from transforms.records import RecordBatch, batch_bytes, shard_count, split_batch
+from transforms.records import (
+    PackedBatch,
+    RecordBatch,
+    batch_bytes,
+    pack,
+    shard_count,
+    split_batch,
+    unpack,
+)
 
 RouteBatch = tuple[str, RecordBatch]
 ShardKey = tuple[str, int]
@@ -17,16 +25,23 @@ def _route_size(element: RouteBatch) -> tuple[str, int]:
 
 def _key_by_shard(
     element: RouteBatch, route_bytes: dict[str, int], target_bytes: int
-) -> Iterator[tuple[ShardKey, RecordBatch]]:
+) -> Iterator[tuple[ShardKey, PackedBatch]]:
     route, batch = element
     shards = shard_count(route_bytes[route], target_bytes)
     for shard, part in split_batch(batch, shards).items():
-        yield (route, shard), part
+        yield (route, shard), pack(part)
 
 
-def _as_list(element: tuple[ShardKey, Iterable[RecordBatch]]) -> tuple[ShardKey, list[RecordBatch]]:
-    key, batches = element
-    return key, list(batches)
+def _key_by_single_shard(element: RouteBatch) -> tuple[ShardKey, PackedBatch]:
+    route, batch = element
+    return (route, 0), pack(batch)
+
+
+def _unpack_all(
+    element: tuple[ShardKey, Iterable[PackedBatch]],
+) -> tuple[ShardKey, list[RecordBatch]]:
+    key, packed = element
+    return key, [unpack(p) for p in packed]
 
 
 class GroupIntoShards(beam.PTransform):
@@ -40,16 +55,25 @@ class GroupIntoShards(beam.PTransform):
     gets ceil(bytes / target_bytes) shards, so no shard is much larger than
     `target_bytes` unless one key is, and no step funnels a route through one
     worker. Elements stay batches: one per (input batch, shard), never one per
-    record.
+    record, and their lines cross the shuffle packed (records.pack).
+
+    With `single_shard` (for inputs known to be smaller than `target_bytes`
+    as a whole), every route is one shard and nothing is measured: measuring
+    needs the sizes as a side input, which makes the runner store the whole
+    collection once more before the shuffle.
     """
 
-    def __init__(self, target_bytes: int) -> None:
+    def __init__(self, target_bytes: int, single_shard: bool = False) -> None:
         super().__init__()
         if target_bytes <= 0:
             raise ValueError(f"target_bytes must be positive, got {target_bytes}")
         self._target_bytes = target_bytes
+        self._single_shard = bool(single_shard)
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        if self._single_shard:
+            keyed = batches | "KeyBySingleShard" >> beam.Map(_key_by_single_shard)
+            return keyed | "GroupShards" >> beam.GroupByKey() | "UnpackShards" >> beam.Map(_unpack_all)
         route_bytes = (
             batches
             | "MeasureBatches" >> beam.Map(_route_size)
@@ -64,5 +88,5 @@ class GroupIntoShards(beam.PTransform):
                 target_bytes=self._target_bytes,
             )
             | "GroupShards" >> beam.GroupByKey()
-            | "ListShardBatches" >> beam.Map(_as_list)
+            | "UnpackShards" >> beam.Map(_unpack_all)
         )

@@ -11,10 +11,11 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms import METRICS_NAMESPACE
+from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text
 from transforms.records import (
     RecordBatch,
     ShardLines,
+    check_route,
     order_for_writing,
     part_name,
     split_into_files,
@@ -97,7 +98,7 @@ def move_files(sources: list[str], destinations: list[str]) -> None:
     except BeamIOError as err:
         for (source, destination), cause in err.exception_details.items():
             if FileSystems.exists(source) or not FileSystems.exists(destination):
-                raise IOError(f"cannot move {source} to {destination}: {cause}") from err
+                raise FileAccessError(f"{destination}: cannot move {source} there: {cause}") from err
 
 
 class _WriteShard(beam.DoFn):
@@ -110,10 +111,16 @@ class _WriteShard(beam.DoFn):
 
     def process(self, element: tuple[ShardKey, ShardLines]) -> Iterator[tuple[str, _TempFile]]:
         (route, shard), (lines, keys) = element
+        check_route(route)
         for index, part in enumerate(split_into_files(lines, keys, self._max_file_bytes)):
             # Deterministic names: a retried bundle overwrites its own files.
             temp_path = join_path(self._temp_dir, route, f"shard-{shard:05d}-{index:05d}")
-            size = write_lines(temp_path, part, self._compressed)
+            try:
+                size = write_lines(temp_path, part, self._compressed)
+            except OSError as err:  # a full disk, a lost permission: the user's to fix
+                raise FileAccessError(
+                    f"{temp_path}: cannot be written ({os_error_text(err)})"
+                ) from err
             self._files.inc()
             yield route, _TempFile(shard, index, temp_path, len(part), size)
 
@@ -126,6 +133,7 @@ class _NameFiles(beam.DoFn):
 
     def process(self, element: tuple[str, Iterable[_TempFile]]) -> Iterator[WrittenFile]:
         route, temps = element
+        check_route(route)
         ordered = sorted(temps)
         names = [
             f"{route}/{part_name(i, len(ordered), self._compressed)}" for i in range(len(ordered))
@@ -156,9 +164,10 @@ class OrderShards(beam.PTransform):
 class WritePartitions(beam.PTransform):
     """Writes shards of ordered lines as the output layout of DESIGN.md §4.
 
-    Input: ((route, shard), (lines, keys)) elements, a route being an output
-    folder such as "events/day=2024-01-31" or "rejects", lines in written
-    order, and keys (or None) marking where a file may be cut. Output: one WrittenFile per
+    Input: a dict of named PCollections (or one PCollection) of
+    ((route, shard), (lines, keys)) elements, a route being an output folder
+    such as "events/day=2024-01-31" or "rejects", lines in written order, and
+    keys (or None) marking where a file may be cut. Output: one WrittenFile per
     file, after it is in its final place `<route>/part-NNNNN-of-MMMMM.ndjson[.gz]`.
 
     Guarantees: no file holds more than `max_file_bytes` uncompressed (except a
@@ -183,11 +192,19 @@ class WritePartitions(beam.PTransform):
         self._compressed = compression == "gzip"
         self._max_file_bytes = max_file_bytes
 
-    def expand(self, shards: beam.PCollection) -> beam.PCollection:
+    def expand(self, shards):  # dict of name -> PCollection, or one PCollection
+        # Each collection is written where it is produced: flattening the
+        # data first would make the runner store all of it once more.
+        if isinstance(shards, beam.PCollection):
+            shards = {"": shards}
+        writer = _WriteShard(self._temp_dir, self._compressed, self._max_file_bytes)
+        written = [
+            collection | f"Write{name}TempFiles" >> beam.ParDo(writer)
+            for name, collection in shards.items()
+        ]
         return (
-            shards
-            | "WriteTempFiles"
-            >> beam.ParDo(_WriteShard(self._temp_dir, self._compressed, self._max_file_bytes))
+            written
+            | "JoinTempFiles" >> beam.Flatten()
             | "GroupFilesByFolder" >> beam.GroupByKey()
             | "MoveIntoPlace" >> beam.ParDo(_NameFiles(self._output, self._compressed))
         )

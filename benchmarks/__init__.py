@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline against a plain single-process loop (not part of the product)."""

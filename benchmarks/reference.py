@@ -1,0 +1,249 @@
+"""The benchmark's yardstick: the pipeline's job as one plain single-process Python loop.
+
+Not part of the product. It does what the pipeline does for a local run with
+default options — read every file (gzip too) in upload order, classify each
+line with the product's own `transforms.rules.classify`, keep the latest event
+per overwrite key, write the same output layout and rejects — with no Beam, no
+shuffles and no batching beyond the reader's chunks. The benchmark compares
+the pipeline's time and memory with this loop's, so the ratio measures what
+the pipeline's machinery costs, not the rules.
+
+Scope: local files, `*` globs, `.gz` or uncompressed input, gzip output
+(level 6, as transforms/write.py), no --keep-superseded, upload order by
+(mtime, path). `_SUMMARY.json` holds the figures the benchmark compares.
+"""
+
+
+import argparse
+import datetime
+import glob
+import gzip
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from transforms.ranges import UNBOUNDED, iter_line_batches
+from transforms.records import (
+    GROUPS_ROUTE,
+    PROFILES_ROUTE,
+    REJECTS_ROUTE,
+    events_route,
+    part_name,
+    reject_line,
+    split_into_files,
+)
+from transforms.rules import (
+    INSERT_ID_GENERATED,
+    NORMALISED_DISTINCT_ID,
+    NORMALISED_TIME,
+    Kind,
+    RuleConfig,
+    classify,
+)
+
+# (rank, offset, key, line): the yardstick keeps one plain tuple per record.
+Record = tuple[int, int, bytes, bytes]
+
+MIB = 1 << 20
+GZIP_LEVEL = 6  # as transforms/write.py
+_WRITE_LINES = 20_000  # lines joined per write
+SUMMARY_FILE = "_SUMMARY.json"
+
+_EVENT = Kind.EVENT
+_PROFILE = Kind.PROFILE
+_GROUP = Kind.GROUP
+_REJECT = Kind.REJECT
+
+
+def list_inputs(patterns: Sequence[str]) -> list[tuple[str, int]]:
+    """(path, size) of every file the patterns match, in upload order (mtime, path)."""
+    found: dict[str, tuple[float, int]] = {}
+    for pattern in patterns:
+        paths = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
+        if not paths:
+            raise SystemExit(f"reference: input pattern {pattern!r} matches no file")
+        for path in paths:
+            stat = os.stat(path)
+            found[path] = (stat.st_mtime, stat.st_size)
+    ordered = sorted(found, key=lambda p: (found[p][0], p))
+    return [(path, found[path][1]) for path in ordered]
+
+
+def _open(path: str) -> BinaryIO:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def run(
+    patterns: Sequence[str], output: str, reference_time: int, max_file_bytes: int = 1024 * MIB
+) -> dict[str, Any]:
+    """Runs the whole job; returns the summary it wrote to `output`."""
+    if os.path.exists(output) and os.listdir(output):
+        raise SystemExit(f"reference: output {output!r} is not empty")
+    inputs = list_inputs(patterns)
+    config = RuleConfig(reference_time)
+    events: dict[str, dict[bytes, Record]] = {}  # day -> overwrite key -> latest record
+    profiles: list[Record] = []
+    groups: list[Record] = []
+    rejects: list[Record] = []
+    counts: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    normalised: Counter[int] = Counter()
+    superseded = 0
+    for rank, (path, _) in enumerate(inputs):
+        with _open(path) as handle:
+            for offsets, lines in iter_line_batches(handle, 0, UNBOUNDED):
+                counts["lines"] += len(lines)
+                for offset, raw in zip(offsets, lines):
+                    fate = classify(raw, config)
+                    kind = fate.kind
+                    if kind is _EVENT:
+                        day = events.get(fate.day)
+                        if day is None:
+                            day = events[fate.day] = {}
+                        # Files come in upload order, lines in offset order:
+                        # the record seen last is the latest.
+                        if fate.key in day:
+                            superseded += 1
+                        day[fate.key] = (rank, offset, fate.key, fate.line)
+                        counts["accepted_events"] += 1
+                        normalised[fate.normalised] += 1
+                    elif kind is _REJECT:
+                        reason = fate.reason.value  # type: ignore[union-attr]
+                        by_reason[reason] += 1
+                        line = reject_line(reason, fate.detail, path, offset, raw)
+                        rejects.append((rank, offset, b"", line))
+                    elif kind is _PROFILE:
+                        profiles.append((rank, offset, fate.key, fate.line))
+                        normalised[fate.normalised] += 1
+                    elif kind is _GROUP:
+                        groups.append((rank, offset, fate.key, fate.line))
+                        normalised[fate.normalised] += 1
+                    else:
+                        counts["blank_lines"] += 1
+
+    routes: dict[str, list[Record]] = {
+        events_route(day): list(records.values()) for day, records in sorted(events.items())
+    }
+    routes[PROFILES_ROUTE] = profiles
+    routes[GROUPS_ROUTE] = groups
+    routes[REJECTS_ROUTE] = rejects
+    written = []
+    for route, records in routes.items():
+        if records:
+            written.extend(_write_route(output, route, records, max_file_bytes))
+
+    summary = {
+        "tool": {"name": "benchmark-reference"},
+        "input": {
+            "files": len(inputs),
+            "bytes": sum(size for _, size in inputs),
+            "lines": counts["lines"],
+            "blank_lines": counts["blank_lines"],
+        },
+        "output": {
+            "events": counts["accepted_events"] - superseded,
+            "events_by_day": {day: len(records) for day, records in sorted(events.items())},
+            "profiles": len(profiles),
+            "groups": len(groups),
+            "superseded": superseded,
+            "rejected": len(rejects),
+            "rejected_by_reason": dict(sorted(by_reason.items())),
+            "files": sorted(written, key=lambda f: f["path"]),
+        },
+        "normalised": {
+            "time": sum(n for flags, n in normalised.items() if flags & NORMALISED_TIME),
+            "distinct_id": sum(n for flags, n in normalised.items() if flags & NORMALISED_DISTINCT_ID),
+            "insert_id_generated": sum(
+                n for flags, n in normalised.items() if flags & INSERT_ID_GENERATED
+            ),
+        },
+    }
+    Path(output, SUMMARY_FILE).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
+
+
+def _write_route(
+    output: str, route: str, records: list[Record], max_file_bytes: int
+) -> list[dict[str, Any]]:
+    # The product's written order: updates by identity then upload order, the
+    # rest in upload order.
+    if route in (PROFILES_ROUTE, GROUPS_ROUTE):
+        records = sorted(records, key=lambda r: (r[2], r[0], r[1]))
+        keys: list[bytes] | None = [r[2] for r in records]
+    else:
+        records = sorted(records, key=lambda r: (r[0], r[1]))
+        keys = None
+    files = split_into_files([r[3] for r in records], keys, max_file_bytes)
+    folder = Path(output, route)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, part in enumerate(files):
+        name = f"{route}/{part_name(index, len(files), True)}"
+        size = _write_gzip(Path(output, name), part)
+        written.append({"path": name, "lines": len(part), "bytes": size})
+    return written
+
+
+def _write_gzip(path: Path, lines: Iterable[bytes]) -> int:
+    """Writes one line per item as gzip (mtime 0, no name); returns the uncompressed size."""
+    size = 0
+    with open(path, "wb") as raw, gzip.GzipFile(
+        fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename=""
+    ) as sink:
+        piece: list[bytes] = []
+        for line in lines:
+            piece.append(line)
+            if len(piece) >= _WRITE_LINES:
+                piece.append(b"")
+                data = b"\n".join(piece)
+                sink.write(data)
+                size += len(data)
+                piece = []
+        if piece:
+            piece.append(b"")
+            data = b"\n".join(piece)
+            sink.write(data)
+            size += len(data)
+    return size
+
+
+def parse_reference_time(text: str) -> int:
+    """ISO-8601 ("Z" or an offset; none means UTC) or UNIX seconds, as UNIX seconds."""
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return int(parsed.timestamp())
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="reference.py",
+        description="The benchmark yardstick: the pipeline's job as a plain Python loop.",
+    )
+    parser.add_argument("--input", action="append", required=True,
+                        help="Glob of input files; repeat for more. Example: --input 'data/*'")
+    parser.add_argument("--output", required=True, help="Empty folder to write to. Example: --output out")
+    parser.add_argument("--reference-time", required=True,
+                        help="As the pipeline's flag. Example: --reference-time 2024-06-01T00:00:00Z")
+    parser.add_argument("--max-file-mb", type=int, default=1024,
+                        help="Largest uncompressed output file, MiB. Example: --max-file-mb 512")
+    args = parser.parse_args(argv)
+    summary = run(args.input, args.output, parse_reference_time(args.reference_time),
+                  args.max_file_mb * MIB)
+    print(orjson.dumps({k: summary[k] for k in ("input", "normalised")}).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
