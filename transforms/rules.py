@@ -713,20 +713,11 @@ def _classify_update(record: dict[str, Any], kind: Kind) -> Fate:
     whose value has the wrong shape is invalid_operation, and a well-formed
     one is unsupported_operation.
     """
-    flags = 0
     if kind is _PROFILE:
-        identity = record["$distinct_id"]
-        if type(identity) is int:
-            identity = str(identity)
-            flags = NORMALISED_DISTINCT_ID
-        elif type(identity) is not str:
-            return _reject(
-                Reason.INVALID_DISTINCT_ID,
-                f"$distinct_id is {_type_name(identity)}; it must be a string or an integer",
-            )
-        problem = _id_problem(identity, "$distinct_id")
-        if problem:
-            return _reject(Reason.INVALID_DISTINCT_ID, problem)
+        checked = _checked_id(record["$distinct_id"], "$distinct_id", Reason.INVALID_DISTINCT_ID)
+        if isinstance(checked, Fate):
+            return checked
+        identity, flags = checked
         allowed = _PROFILE_FIELDS
         key_parts = [identity]
     else:
@@ -740,17 +731,10 @@ def _classify_update(record: dict[str, Any], kind: Kind) -> Fate:
         identity = record.get("$group_id", _MISSING)
         if identity is _MISSING:
             return _reject(Reason.INVALID_GROUP, "the group update has no $group_id")
-        if type(identity) is int:
-            identity = str(identity)
-            flags = NORMALISED_DISTINCT_ID
-        elif type(identity) is not str:
-            return _reject(
-                Reason.INVALID_GROUP,
-                f"$group_id is {_type_name(identity)}; it must be a string or an integer",
-            )
-        problem = _id_problem(identity, "$group_id")
-        if problem:
-            return _reject(Reason.INVALID_GROUP, problem)
+        checked = _checked_id(identity, "$group_id", Reason.INVALID_GROUP)
+        if isinstance(checked, Fate):
+            return checked
+        identity, flags = checked
         allowed = _GROUP_FIELDS
         key_parts = [group_key, identity]
 
@@ -822,6 +806,19 @@ def _operation_problem(operation: str, value: object) -> str:
     if operation == "$union" and any(type(v) is not list or not v for v in value.values()):
         return "$union must map every property to a non-empty list"
     return ""
+
+
+def _checked_id(value: object, field: str, reason: Reason) -> tuple[str, int] | Fate:
+    """A profile or group id as written (integers become strings), or its reject."""
+    flags = 0
+    if type(value) is int:
+        value, flags = str(value), NORMALISED_DISTINCT_ID
+    elif type(value) is not str:
+        return _reject(reason, f"{field} is {_type_name(value)}; it must be a string or an integer")
+    problem = _id_problem(value, field)
+    if problem:
+        return _reject(reason, problem)
+    return value, flags
 
 
 def _id_problem(identity: str, field: str) -> str:
