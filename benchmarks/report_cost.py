@@ -61,6 +61,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     corpus = ensure_corpus(args.data_dir, args.lines, args.files, DEFAULT_SEED)
     work = args.data_dir / "runs" / "report-cost"
+    work.mkdir(parents=True, exist_ok=True)
     results: dict[str, list] = {"with": [], "without": []}
     for run in range(args.runs):
         for variant in ("with", "without"):
