@@ -34,6 +34,7 @@ OWN_OPTIONS = (
     "max_reject_ratio",
     "overwrite",
     "range_bytes",
+    "skip_unreadable_files",
 )
 
 
@@ -147,6 +148,18 @@ class PrepOptions(PipelineOptions):
             help="Size of the byte ranges uncompressed files are split into for parallel "
             f"reading (default {DEFAULT_RANGE_BYTES}). Example: --range-bytes 134217728",
         )
+        parser.add_argument(
+            "--skip-unreadable-files",
+            "--skip_unreadable_files",
+            dest="skip_unreadable_files",
+            action="store_true",
+            default=False,
+            help="Go on when an input file cannot be read to its end (truncated or corrupt "
+            "compressed data, a file that vanished or is not readable) and list it in the "
+            "summary under input.unreadable_files, with the lines read before the error; "
+            "default: such a file fails the run, naming the file. "
+            "Example: --skip-unreadable-files",
+        )
         # Not in OWN_OPTIONS: it changes what the command does once the job is
         # submitted, not the job, so it has no place in the summary.
         parser.add_argument(
@@ -171,7 +184,7 @@ def help_text(prog: str) -> str:
         epilog="Beam's own options are accepted too, for example --runner DataflowRunner "
         "--project P --region R --temp_location gs://B/tmp. Local runs default to "
         f"--runner {DEFAULT_LOCAL_RUNNER}. Exit status: 0 passed, 1 the run failed its "
-        "checks, 2 refused before any work.",
+        "checks or a file could not be read or written, 2 refused before any work.",
     )
     PrepOptions._add_argparse_args(parser)
     return parser.format_help()

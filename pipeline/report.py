@@ -137,6 +137,10 @@ def format_headline(summary: Mapping[str, Any]) -> str:
     """
     rows = [(label.lower(), _n(value)) for _, label, value in _headline_figures(summary)]
     rows.append(("blank lines", _n(summary["input"]["blank_lines"])))
+    # Only with --skip-unreadable-files; the summary lists them.
+    unreadable = summary["input"].get("unreadable_files")
+    if unreadable:
+        rows.append(("skipped files", _n(len(unreadable))))
     width = max(len(value) for _, value in rows)
     sign, terms = _books(summary)
     equation = f"{_n(summary['input']['lines'])} {sign} " + " + ".join(_n(n) for _, n in terms)

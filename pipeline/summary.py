@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import TOOL_NAME, __version__
 from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE
 from pipeline.report import render_report
+from transforms import FileAccessError, os_error_text
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
 from transforms.write import TEMP_FOLDER, WrittenFile, join_path, temp_root
@@ -111,6 +112,7 @@ def build_summary(
     files: Sequence[WrittenFile],
     max_reject_ratio: float | None,
     details: Mapping[str, Any] | None = None,
+    unreadable_files: Iterable[Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """Assembles _SUMMARY.json from the run's counts and written files.
 
@@ -125,6 +127,10 @@ def build_summary(
       files: every file written.
       max_reject_ratio: the quality gate, or None.
       details: the figures of build_details(), for the report.
+      unreadable_files: with --skip-unreadable-files, the (path, start,
+        error, lines_read) of every input range that could not be read to its
+        end (transforms.read.UnreadableFile); they become
+        input.unreadable_files, one entry per file. None leaves the key out.
     """
     by_route: Counter[str] = Counter()
     for f in files:
@@ -154,7 +160,16 @@ def build_summary(
     return {
         "tool": {"name": TOOL_NAME, "version": __version__},
         **header,
-        "input": {**header["input"], "lines": lines, "blank_lines": blank},
+        "input": {
+            **header["input"],
+            "lines": lines,
+            "blank_lines": blank,
+            **(
+                {"unreadable_files": unreadable_entries(unreadable_files)}
+                if unreadable_files is not None
+                else {}
+            ),
+        },
         "output": {
             "events": events,
             "events_by_day": events_by_day,
@@ -186,6 +201,21 @@ def build_summary(
     }
 
 
+def unreadable_entries(unreadable_files: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """One summary entry per unreadable file, by path: its first error, the lines read.
+
+    `lines_read` adds up the lines that the file's failed ranges gave before
+    their error (those lines are in the run and its counts); an uncompressed
+    file is read in ranges, and ranges of it read to their end are in the run
+    too.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for path, _, error, lines_read in sorted(unreadable_files, key=lambda u: (u[0], u[1])):
+        entry = entries.setdefault(path, {"path": path, "error": error, "lines_read": 0})
+        entry["lines_read"] += lines_read
+    return list(entries.values())
+
+
 def read_summary(output: str) -> dict[str, Any] | None:
     """The _SUMMARY.json under `output`, or None if there is none."""
     path = join_path(output, SUMMARY_FILE)
@@ -210,8 +240,11 @@ def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None
 
 
 def _write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        handle.write(data)
+    try:
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(data)
+    except OSError as err:  # a full disk, a lost permission: the user's to fix
+        raise FileAccessError(f"{path}: cannot be written ({os_error_text(err)})") from err
 
 
 class _FinishRun(beam.DoFn):
@@ -236,15 +269,31 @@ class _FinishRun(beam.DoFn):
         tallies: Mapping[str, int],
         top_events: Sequence[tuple[str, int]],
         reject_examples: Mapping[str, Sequence[Any]],
+        unreadable_files: Sequence[Sequence[Any]] | None = None,
     ) -> Iterator[dict[str, Any]]:
         details = build_details(tallies, top_events, reject_examples)
-        summary = build_summary(self._header, tallies, files, self._max_reject_ratio, details)
+        summary = build_summary(
+            self._header, tallies, files, self._max_reject_ratio, details, unreadable_files
+        )
+        skipped = summary["input"].get("unreadable_files")
+        if skipped:
+            _LOG.warning(
+                "%d input files could not be read to their end and were skipped from the "
+                "error on (--skip-unreadable-files): %s",
+                len(skipped),
+                ", ".join(entry["path"] for entry in skipped),
+            )
         # Files of the replaced run that this run did not write again.
         written = {f.path for f in files} | {SUMMARY_FILE, REPORT_FILE}
         stale = [join_path(self._output, p) for p in self._stale if p not in written]
         stale = [p for p in stale if FileSystems.exists(p)]
         if stale:
-            FileSystems.delete(stale)
+            try:
+                FileSystems.delete(stale)
+            except OSError as err:
+                raise FileAccessError(
+                    f"{self._output}: cannot remove the replaced run's files ({os_error_text(err)})"
+                ) from err
             _remove_empty_local_folders(self._output, stale)
         self._remove_temp_folder()
         _write_bytes(join_path(self._output, REPORT_FILE), render_report(summary).encode("utf-8"))
@@ -274,8 +323,10 @@ class WriteSummary(beam.PTransform):
     """Finishes a run: _REPORT.html, _SUMMARY.json, then _SUCCESS if it passed its checks.
 
     Input: the WrittenFile elements of WritePartitions. Side inputs: `tallies`,
-    a singleton dict of merged counts, and `figures`, the dict of
-    CollectReportFigures. Output: the summary dict (one element).
+    a singleton dict of merged counts, `figures`, the dict of
+    CollectReportFigures, and `unreadable_files` (only with
+    --skip-unreadable-files), ReadRawLines' `unreadable` output. Output: the
+    summary dict (one element).
 
     Runs once all files are in place; removes the replaced run's files that
     were not written again and the temporary folder, writes the summary, and
@@ -292,6 +343,7 @@ class WriteSummary(beam.PTransform):
         figures: Mapping[str, beam.PCollection],
         stale_files: Sequence[str] = (),
         max_reject_ratio: float | None = None,
+        unreadable_files: beam.PCollection | None = None,
     ) -> None:
         super().__init__()
         if "input" not in header:
@@ -299,16 +351,18 @@ class WriteSummary(beam.PTransform):
         self._finish = _FinishRun(output, run_id, header, stale_files, max_reject_ratio)
         self._tallies = tallies
         self._figures = figures
+        self._unreadable = unreadable_files
 
     def expand(self, files: beam.PCollection) -> beam.PCollection:
+        side_inputs = {
+            "tallies": beam.pvalue.AsSingleton(self._tallies),
+            "top_events": beam.pvalue.AsSingleton(self._figures["top_events"]),
+            "reject_examples": beam.pvalue.AsDict(self._figures["reject_examples"]),
+        }
+        if self._unreadable is not None:
+            side_inputs["unreadable_files"] = beam.pvalue.AsList(self._unreadable)
         return (
             files
             | "ListWrittenFiles" >> beam.combiners.ToList()
-            | "WriteSummaryFiles"
-            >> beam.ParDo(
-                self._finish,
-                tallies=beam.pvalue.AsSingleton(self._tallies),
-                top_events=beam.pvalue.AsSingleton(self._figures["top_events"]),
-                reject_examples=beam.pvalue.AsDict(self._figures["reject_examples"]),
-            )
+            | "WriteSummaryFiles" >> beam.ParDo(self._finish, **side_inputs)
         )

@@ -1,18 +1,23 @@
 """The ReadRawLines stage: input patterns to batches of raw lines with provenance."""
 
 
+import bz2
+import gzip
 import logging
+import lzma
 import os
+import zlib
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError, CompressionTypes
+from apache_beam import pvalue
+from apache_beam.io.filesystem import BeamIOError, CompressedFile, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms import METRICS_NAMESPACE
+from transforms import METRICS_NAMESPACE, FileAccessError
 from transforms.ranges import FileRange, iter_line_batches, plan_ranges
 from transforms.stores import StoredObject, StoreError, is_object_store, match_objects
 
@@ -22,6 +27,17 @@ _LOG = logging.getLogger(__name__)
 Batch = tuple[int, str, list[int], list[bytes]]
 
 UPLOAD_ORDERS = ("mtime", "name")
+
+# Output tags of ReadRawLines with skip_unreadable, read by attribute.
+BATCHES = "batches"
+UNREADABLE = "unreadable"
+
+# What reading a damaged or vanished file raises, and nothing else: any other
+# exception is a bug and must fail the job as one.
+READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+# Read errors that may pass: never skipped, they fail the bundle, which runners
+# that retry (Dataflow) read again.
+TRANSIENT_ERRORS = (ConnectionError, TimeoutError)
 
 
 class InputFile(NamedTuple):
@@ -127,20 +143,94 @@ def _cause(err: Exception) -> str:
     return str(err)
 
 
-class _ReadRange(beam.DoFn):
-    """Reads the lines a FileRange owns, one batch per chunk."""
+class UnreadableFile(NamedTuple):
+    """A range of an input file that could not be read to its end.
 
-    def __init__(self) -> None:
+    `lines_read` lines of it were read before the error, and went on through
+    the pipeline like any others.
+    """
+
+    path: str
+    start: int
+    error: str
+    lines_read: int
+
+
+def read_error_message(err: Exception) -> str:
+    """What a reading error means, for people: no traceback, no file content."""
+    if isinstance(err, EOFError):
+        return "the compressed data ends early: the file is truncated"
+    if isinstance(err, gzip.BadGzipFile):
+        return f"the file is not valid gzip data ({err})"
+    if isinstance(err, (zlib.error, lzma.LZMAError)):
+        return f"the compressed data is corrupt ({err})"
+    return f"the file cannot be read ({_cause(err)})"
+
+
+def _decompressed(raw: BinaryIO, compression: str) -> Any:
+    # The standard library's readers check that a gzip, bzip2 or xz stream
+    # ends where its format says (and gzip's CRC); Beam's reader takes a
+    # truncated file for a shorter one, silently.
+    if compression == CompressionTypes.GZIP:
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if compression == CompressionTypes.BZIP2:
+        return bz2.BZ2File(raw)
+    if compression == CompressionTypes.LZMA:
+        return lzma.LZMAFile(raw)
+    return CompressedFile(raw, compression)
+
+
+def _read_batches(file_range: FileRange) -> Iterator[tuple[list[int], list[bytes]]]:
+    with FileSystems.open(file_range.path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        if not file_range.compressed:
+            yield from iter_line_batches(raw, file_range.start, file_range.end)
+            return
+        compression = CompressionTypes.detect_compression_type(file_range.path)
+        with _decompressed(raw, compression) as handle:
+            yield from iter_line_batches(handle, file_range.start, file_range.end)
+
+
+class _ReadRange(beam.DoFn):
+    """Reads the lines a FileRange owns, one batch per chunk.
+
+    A file that cannot be read to the end fails the job with a FileAccessError
+    naming it; with `skip_unreadable`, it is reported on the UNREADABLE output
+    instead, and the lines read before the error stay in the run.
+    """
+
+    def __init__(self, skip_unreadable: bool = False) -> None:
         super().__init__()
+        self._skip_unreadable = skip_unreadable
         self._bytes = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
         self._ranges = Metrics.counter(METRICS_NAMESPACE, "ranges_read")
+        self._unreadable = Metrics.counter(METRICS_NAMESPACE, "ranges_unreadable")
 
-    def process(self, file_range: FileRange) -> Iterator[Batch]:
-        compression = CompressionTypes.AUTO if file_range.compressed else CompressionTypes.UNCOMPRESSED
-        with FileSystems.open(file_range.path, compression_type=compression) as handle:
-            for offsets, lines in iter_line_batches(handle, file_range.start, file_range.end):
-                self._bytes.inc(sum(len(line) for line in lines) + len(lines))
-                yield file_range.rank, file_range.path, offsets, lines
+    def process(self, file_range: FileRange) -> Iterator[Any]:
+        batches = _read_batches(file_range)
+        lines_read = 0
+        while True:
+            # Only the reading is guarded: what downstream stages raise is theirs.
+            try:
+                batch = next(batches, None)
+            except READ_ERRORS as err:
+                problem = read_error_message(err)
+                if not self._skip_unreadable or isinstance(err, TRANSIENT_ERRORS):
+                    raise FileAccessError(f"{file_range.path}: {problem}") from err
+                _LOG.warning(
+                    "input file %s: %s; the rest of its range from byte %d is skipped",
+                    file_range.path, problem, file_range.start,
+                )
+                self._unreadable.inc()
+                yield pvalue.TaggedOutput(
+                    UNREADABLE, UnreadableFile(file_range.path, file_range.start, problem, lines_read)
+                )
+                return
+            if batch is None:
+                break
+            offsets, lines = batch
+            lines_read += len(lines)
+            self._bytes.inc(sum(len(line) for line in lines) + len(lines))
+            yield file_range.rank, file_range.path, offsets, lines
         self._ranges.inc()
 
 
@@ -152,10 +242,19 @@ class ReadRawLines(beam.PTransform):
 
     Guarantees: every line of every file is in exactly one batch, once.
     Uncompressed files are split into ranges of about `range_bytes`, spread
-    over workers by a reshuffle; a compressed file is one range.
+    over workers by a reshuffle; a compressed file is one range. A file that
+    cannot be read to its end (vanished, unreadable, truncated or corrupt
+    compressed data) fails the job with a FileAccessError naming it.
+
+    With `skip_unreadable`, such a file does not fail the job: the output is
+    then a DoOutputsTuple of `batches` (as above) and `unreadable`, one
+    UnreadableFile per range that could not be read to its end; the lines
+    read before the error are in `batches`.
     """
 
-    def __init__(self, files: Sequence[InputFile], range_bytes: int) -> None:
+    def __init__(
+        self, files: Sequence[InputFile], range_bytes: int, skip_unreadable: bool = False
+    ) -> None:
         super().__init__()
         if not files:
             raise ValueError("files must not be empty")
@@ -163,16 +262,17 @@ class ReadRawLines(beam.PTransform):
             raise ValueError(f"range_bytes must be positive, got {range_bytes}")
         self._files = list(files)
         self._range_bytes = range_bytes
+        self._skip_unreadable = bool(skip_unreadable)
 
-    def expand(self, pbegin):  # PBegin -> PCollection[Batch]
+    def expand(self, pbegin):  # PBegin -> PCollection[Batch], or DoOutputsTuple
         ranges = [
             file_range
             for f in self._files
             for file_range in plan_ranges(f.rank, f.path, f.size, f.compressed, self._range_bytes)
         ]
-        return (
-            pbegin
-            | "ListRanges" >> beam.Create(ranges)
-            | "SpreadRanges" >> beam.Reshuffle()
-            | "ReadRanges" >> beam.ParDo(_ReadRange())
+        spread = pbegin | "ListRanges" >> beam.Create(ranges) | "SpreadRanges" >> beam.Reshuffle()
+        if not self._skip_unreadable:
+            return spread | "ReadRanges" >> beam.ParDo(_ReadRange())
+        return spread | "ReadRanges" >> beam.ParDo(_ReadRange(skip_unreadable=True)).with_outputs(
+            UNREADABLE, main=BATCHES
         )
