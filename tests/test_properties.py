@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from test_rules import GOOD_EVENTS, RECORDS, check_fate
 
 from transforms import records as rec
-from transforms.rules import MIN_TIME, OPERATIONS, Kind, RuleConfig, classify, is_placeholder
+from transforms.rules import MIN_TIME, OPERATIONS, Kind, Reason, RuleConfig, classify, is_placeholder
 
 REFERENCE = 1_706_745_600  # 2024-02-01T00:00:00Z, test_rules' reference time too
 REF = "2024-02-01T00:00:00Z"
@@ -233,15 +233,16 @@ def test_an_accepted_line_is_a_fixed_point_of_the_rules(line, config):
     assert again.normalised == 0, "normalising a normalised record changed it"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DESIGN.md reads |t| >= 1e11 as milliseconds, so --time-unit ms writes times before "
-    "1973-03-03T09:46:40Z as numbers that read back as seconds (Mixpanel reads them the same way)"
-))
-def test_time_unit_ms_before_1973_is_read_back_as_seconds():
+def test_time_unit_ms_before_1973_is_the_documented_limit_of_idempotence():
+    """DESIGN.md reads |t| >= 1e11 as milliseconds, so --time-unit ms writes times before
+    1973-03-03T09:46:40Z as numbers that read back as seconds (Mixpanel reads them the same
+    way). The README's Guarantees say so; this pins exactly what happens."""
     line = orjson.dumps({"event": "e", "properties": {"time": 40_000_000, "distinct_id": "u", "$insert_id": "a"}})
     first = classify(line, CONFIG_MS)
     assert first.kind == Kind.EVENT
-    assert classify(first.line, CONFIG_MS).line == first.line
+    assert orjson.loads(first.line)["properties"]["time"] == 40_000_000_000
+    again = classify(first.line, CONFIG_MS)
+    assert (again.kind, again.reason) == (Kind.REJECT, Reason.TIME_OUT_OF_RANGE)
 
 
 # --- idempotence of whole runs -------------------------------------------------------------
@@ -266,7 +267,7 @@ def test_preparing_prepared_output_again_changes_nothing_and_rejects_nothing(fil
     config = RuleConfig(REFERENCE, time_unit)
 
     def readable_back(line: bytes) -> bool:
-        # The known limit of --time-unit ms (see the xfail test above).
+        # The documented limit of --time-unit ms (see the test above).
         fate = classify(line, config)
         return not (fate.kind == Kind.EVENT and time_unit == "ms"
                     and orjson.loads(fate.line)["properties"]["time"] < MS_THRESHOLD)
