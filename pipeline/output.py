@@ -11,6 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
+from transforms import os_error_text
 from transforms.stores import PROBE_PREFIX, StoreError, is_object_store, list_objects, probe_writable
 from transforms.write import TEMP_FOLDER
 
@@ -40,9 +41,7 @@ def _list(output: str, options: PipelineOptions | None = None) -> list[str]:
     try:
         (result,) = FileSystems.match([root + "/**"])
     except (BeamIOError, ValueError, OSError) as err:
-        details = getattr(err, "exception_details", None) or {}
-        cause = "; ".join(str(e) for e in details.values()) or str(err)
-        raise OutputError(f"cannot list output location {output!r}: {cause}") from err
+        raise OutputError(f"cannot list output location {output!r}: {os_error_text(err)}") from err
     prefix = FileSystems.join(root, "")
     return sorted(m.path[len(prefix) :] for m in result.metadata_list if m.path.startswith(prefix))
 
@@ -52,7 +51,7 @@ def previous_run_files(output: str) -> list[str] | None:
     path = FileSystems.join(output, SUMMARY_FILE)
     try:
         with FileSystems.open(path) as handle:
-            summary = orjson.loads(_read_all(handle))
+            summary = orjson.loads(read_all(handle))
     except (BeamIOError, OSError, orjson.JSONDecodeError):
         return None
     # Anything that is not exactly our shape is not ours: never guess what to delete.
@@ -69,7 +68,8 @@ def previous_run_files(output: str) -> list[str] | None:
     return paths
 
 
-def _read_all(handle) -> bytes:  # type: ignore[no-untyped-def]
+def read_all(handle) -> bytes:  # type: ignore[no-untyped-def]
+    """Everything a handle holds: one read() of a compressed Beam handle stops at 16 MiB."""
     parts = []
     while chunk := handle.read(1 << 20):
         parts.append(chunk)
@@ -155,9 +155,7 @@ def _probe_writable(output: str, options: PipelineOptions | None) -> None:
             handle.write(b"write probe of cloud-import-prep; safe to delete\n")
         FileSystems.delete([probe])
     except (BeamIOError, OSError) as err:
-        details = getattr(err, "exception_details", None) or {}
-        cause = "; ".join(str(e) for e in details.values()) or str(err)
-        raise OutputError(f"output location {output!r} is not writable: {cause}") from err
+        raise OutputError(f"output location {output!r} is not writable: {os_error_text(err)}") from err
     finally:
         for folder in created:
             if os.path.isdir(folder) and not os.listdir(folder):

@@ -13,7 +13,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import TOOL_NAME, __version__
-from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE
+from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE, read_all
 from pipeline.report import render_report
 from transforms import FileAccessError, os_error_text
 from transforms import records as rec
@@ -222,7 +222,7 @@ def read_summary(output: str) -> dict[str, Any] | None:
     if not FileSystems.exists(path):
         return None
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        data = b"".join(iter(lambda: handle.read(1 << 20), b""))
+        data = read_all(handle)
     summary: dict[str, Any] = orjson.loads(data)
     return summary
 

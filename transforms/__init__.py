@@ -12,8 +12,8 @@ class FileAccessError(OSError):
     """
 
 
-def os_error_text(err: OSError) -> str:
-    """An OSError as one line; Beam's BeamIOError keeps its causes in a dict."""
+def os_error_text(err: Exception) -> str:
+    """An error as one line; Beam's BeamIOError keeps its causes in a dict."""
     details = getattr(err, "exception_details", None)
     if isinstance(details, dict) and details:
         return "; ".join(str(e) for e in details.values())

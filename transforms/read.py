@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms import METRICS_NAMESPACE, FileAccessError
+from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text
 from transforms.ranges import FileRange, iter_line_batches, plan_ranges
 from transforms.stores import StoredObject, StoreError, is_object_store, match_objects
 
@@ -115,7 +115,7 @@ def _match(pattern: str, options: PipelineOptions | None) -> list[StoredObject]:
     try:
         (result,) = FileSystems.match([pattern])
     except (BeamIOError, ValueError, OSError) as err:
-        raise InputError(f"cannot list input {pattern!r}: {_cause(err)}") from err
+        raise InputError(f"cannot list input {pattern!r}: {os_error_text(err)}") from err
     # Beam's local match returns a folder named without a wildcard as if it
     # were a file; reading it would fail mid-run.
     folders = [m.path for m in result.metadata_list if os.path.isdir(m.path)]
@@ -134,13 +134,6 @@ def _match(pattern: str, options: PipelineOptions | None) -> list[StoredObject]:
 def _is_folder_marker(path: str, size: int) -> bool:
     # Object stores list "folder/" placeholder objects some consoles create.
     return size == 0 and path.endswith("/")
-
-
-def _cause(err: Exception) -> str:
-    details = getattr(err, "exception_details", None)
-    if isinstance(details, dict) and details:
-        return "; ".join(str(e) for e in details.values())
-    return str(err)
 
 
 class UnreadableFile(NamedTuple):
@@ -164,7 +157,7 @@ def read_error_message(err: Exception) -> str:
         return f"the file is not valid gzip data ({err})"
     if isinstance(err, (zlib.error, lzma.LZMAError)):
         return f"the compressed data is corrupt ({err})"
-    return f"the file cannot be read ({_cause(err)})"
+    return f"the file cannot be read ({os_error_text(err)})"
 
 
 def _decompressed(raw: BinaryIO, compression: str) -> Any:

@@ -65,7 +65,10 @@ def write_lines(path: str, lines: list[bytes], compressed: bool) -> int:
     size = 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         sink = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") if compressed else raw
-        step = max(1, _WRITE_SLICE // max(1, sum(map(len, lines[:100])) // max(1, len(lines[:100]))))
+        # Lines per write, from the first lines' average length.
+        sample = lines[:100]
+        average = max(1, sum(map(len, sample)) // max(1, len(sample)))
+        step = max(1, _WRITE_SLICE // average)
         for start in range(0, len(lines), step):
             piece = lines[start : start + step]
             data = b"\n".join(piece) + b"\n"
