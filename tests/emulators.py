@@ -13,6 +13,13 @@ which calls the emulator's own entry point after two test-only adjustments:
   whatever the date the suite runs on.
 - GCS metadata patches move `updated`, as on real GCS (the emulator leaves it
   at the upload time), so that BEAM_NOTES 11 can be tested.
+- GCS preconditions. gcp-storage-emulator ignores `ifGenerationMatch` and
+  `ifGenerationNotMatch` (it writes and deletes unconditionally) and serves the
+  current object whatever `generation` a read names. The harness checks them
+  as GCS documents: a failed precondition is `412 Precondition Failed`
+  (`ifGenerationMatch=0` means "only if absent"), a read of a generation that
+  is no longer the live one is `404`. moto's S3 server honours `If-None-Match`
+  and `If-Match` on its own.
 """
 
 import os
@@ -168,7 +175,60 @@ def _run_gcs(port: str, clock_file: str) -> None:
         return obj
 
     objects._patch = patch_moving_updated
+    _check_gcs_preconditions()
     cli.main(["start", "--host", HOST, "--port", port, "--in-memory", "--quiet"])
+
+
+def _check_gcs_preconditions() -> None:
+    """Makes every object handler honour GCS's generation preconditions (see the module doc)."""
+    from http import HTTPStatus  # noqa: PLC0415
+
+    from gcp_storage_emulator import server  # noqa: PLC0415
+    from gcp_storage_emulator.exceptions import NotFound  # noqa: PLC0415
+    from gcp_storage_emulator.handlers import objects  # noqa: PLC0415
+
+    def refuse(response, status: HTTPStatus, message: str) -> None:  # noqa: ANN001
+        response.status = status
+        response.json({"error": {"code": status.value, "message": message, "errors": [{"message": message}]}})
+
+    def object_name(request) -> str | None:  # noqa: ANN001
+        name = request.params.get("object_id")
+        if name is None and request.query.get("name"):
+            name = request.query["name"][0]
+        if name is None and request.method == "POST" and request.query.get("uploadType") == ["multipart"]:
+            name = (request.data.get("meta") or {}).get("name")
+        return name
+
+    def checked(handler):  # noqa: ANN001, ANN202
+        def handle(request, response, storage, *args, **kwargs):  # noqa: ANN001, ANN202
+            query = request.query
+            wanted = {k: query[k][0] for k in ("ifGenerationMatch", "ifGenerationNotMatch", "generation") if query.get(k)}
+            name = object_name(request) if wanted else None
+            if name is not None:
+                try:
+                    current = storage.get_file_obj(request.params["bucket_name"], name)["generation"]
+                except NotFound:
+                    current = None
+                is_read = request.method == "GET"
+                if "generation" in wanted and is_read and current != wanted["generation"]:
+                    return refuse(response, HTTPStatus.NOT_FOUND, f"No such object generation: {name}")
+                match = wanted.get("ifGenerationMatch")
+                if match is not None and (current or "0") != match:
+                    if current is None and match != "0" and request.method in ("GET", "DELETE"):
+                        return refuse(response, HTTPStatus.NOT_FOUND, f"No such object: {name}")
+                    return refuse(response, HTTPStatus.PRECONDITION_FAILED, "At least one of the pre-conditions you specified did not hold.")
+                not_match = wanted.get("ifGenerationNotMatch")
+                if not_match is not None and (current or "0") == not_match:
+                    return refuse(response, HTTPStatus.PRECONDITION_FAILED, "At least one of the pre-conditions you specified did not hold.")
+            return handler(request, response, storage, *args, **kwargs)
+
+        return handle
+
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if getattr(handler, "__module__", "") == objects.__name__:
+                handlers[method] = checked(handler)
+    objects.insert = checked(objects.insert)  # the server's fallback for uploads looks it up here
 
 
 def _run_s3(port: str, clock_file: str) -> None:
