@@ -200,7 +200,7 @@ def _gcs_call(client: Any, url: str, action: str, call: Any) -> Any:
         raise StoreError(f"cannot reach Google Cloud Storage to {action} {url}: {err}") from err
 
 
-_GCS_PERMISSION = {"list": "list", "write": "create", "delete": "delete"}
+_GCS_PERMISSION = {"list": "list", "read": "get", "write": "create", "delete": "delete"}
 
 
 # --- Amazon S3 ------------------------------------------------------------------------------
@@ -242,4 +242,4 @@ def _s3_call(url: str, action: str, call: Any) -> Any:
         raise StoreError(f"cannot {action} {url}: {err}") from err
 
 
-_S3_PERMISSION = {"list": "s3:ListBucket", "write": "s3:PutObject", "delete": "s3:DeleteObject"}
+_S3_PERMISSION = {"list": "s3:ListBucket", "read": "s3:GetObject", "write": "s3:PutObject", "delete": "s3:DeleteObject"}
