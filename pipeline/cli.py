@@ -4,7 +4,9 @@
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -58,6 +60,54 @@ class _QuietFileAccessErrors(logging.Filter):
         return record.levelno < logging.ERROR or not _FILE_ACCESS_TEXT.search(record.getMessage())
 
 
+class Stopped(BaseException):
+    """Raised in the main thread when SIGINT or SIGTERM arrives (see _stop_on_signals).
+
+    A BaseException, so that no `except Exception` on the way swallows it.
+    Beam may rebuild it with its step's name appended, or wrap it: the signal
+    is therefore kept in _STOPPED_BY, not in the exception.
+    """
+
+
+_STOPPED_BY: list[signal.Signals] = []  # the signal that stopped this run, once one did
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _STOPPED_BY.append(signal.Signals(signum))
+    # A second signal ends the process at once, the usual way.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _stop_on_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+
+
+class _QuietAfterStop(logging.Filter):
+    """Once a signal stopped the run, Beam's log of the interrupted step (a traceback) is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _STOPPED_BY or record.levelno < logging.ERROR
+
+
+def _end_held_locks(stopped_by: str, remove_temporary: bool) -> None:
+    """Ends this process's locks on output locations (see pipeline/lock.py).
+
+    With `remove_temporary`, the run's temporary files go first (best effort:
+    a retry with --overwrite removes whatever is left).
+    """
+    from pipeline.lock import held_locks  # noqa: PLC0415
+    from pipeline.output import remove_temporary_files  # noqa: PLC0415
+
+    for lock in held_locks():
+        if remove_temporary:
+            remove_temporary_files(lock.output, lock.holder.run_id)
+        lock.end(stopped_by)
+
+
 def _use_utc() -> None:
     # Beam turns GCS/S3 timestamps into seconds with time.mktime, which is an
     # hour off for summer times in a DST zone: fix the zone before Beam loads.
@@ -81,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     for name in _BEAM_ERROR_LOGGERS:
         beam_logger = logging.getLogger(name)
-        if not any(isinstance(f, _QuietFileAccessErrors) for f in beam_logger.filters):
-            beam_logger.addFilter(_QuietFileAccessErrors())
+        for quiet in (_QuietFileAccessErrors, _QuietAfterStop):
+            if not any(isinstance(f, quiet) for f in beam_logger.filters):
+                beam_logger.addFilter(quiet())
+    _stop_on_signals()
     # Beam is imported only now, under UTC.
     from pipeline.options import PrepOptions, UsageError  # noqa: PLC0415
     from pipeline.output import OutputError  # noqa: PLC0415
@@ -100,23 +152,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Options are made once: the {date} placeholders in the paths resolve once.
         options = make_options(args)
-        result = launch(options)  # in-process runners run the whole job here
+        result, lock = launch(options)  # in-process runners run the whole job here
         own = options.view_as(PrepOptions)
         if not own.wait:
+            lock.detach()  # the job's last step removes it
             print(f"cloud-import-prep: job submitted; its summary will be {own.output.rstrip('/')}/_SUMMARY.json")
             return EXIT_OK
         state = result.wait_until_finish()
-    except (UsageError, InputError, OutputError) as err:
-        print(f"cloud-import-prep: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as err:
+    except BaseException as err:
+        if _STOPPED_BY:
+            return _stopped(_STOPPED_BY[0])
+        _end_held_locks("the run failed", remove_temporary=False)
+        if isinstance(err, (UsageError, InputError, OutputError)):
+            print(f"cloud-import-prep: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
         # A file the job could not read or write is the user's to fix: say
         # which, in one line. Anything else is a bug: its traceback stays.
-        problem = file_access_problem(err)
+        problem = file_access_problem(err) if isinstance(err, Exception) else None
         if problem is None:
             raise
         print(f"cloud-import-prep: error: {problem}", file=sys.stderr)
         return EXIT_FAILED_CHECKS
+    # A job that got to its last step removed its lock; one that did not is ended.
+    _end_held_locks(f"the job ended {state} before its last step", remove_temporary=False)
     summary = read_summary(own.output)
     if summary is None:
         print(f"cloud-import-prep: the run ended {state} without writing a summary", file=sys.stderr)
@@ -129,6 +187,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cloud-import-prep: the run failed its checks: {summary['checks']}", file=sys.stderr)
         return EXIT_FAILED_CHECKS
     return EXIT_OK
+
+
+def _stopped(signum: signal.Signals) -> int:
+    """Cleans up after SIGINT/SIGTERM and ends the process with 130/143 (DESIGN §6)."""
+    status = 128 + signum.value
+    try:
+        _end_held_locks(f"stopped by {signum.name}", remove_temporary=True)
+    finally:
+        print(
+            f"cloud-import-prep: error: stopped by {signum.name}; the output location is left "
+            "unfinished (no _SUCCESS): run the same command with --overwrite to redo it",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Now, without waiting for the runner's threads: one of them may be
+        # in the middle of a long bundle that nobody will use.
+        os._exit(status)
+    return status  # not reached
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 
 import logging
 import os
+import shutil
 import uuid
+from typing import NamedTuple
 
 import orjson
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
@@ -12,6 +14,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
 from transforms import os_error_text
+from pipeline.lock import LOCK_FILE, Holder, LockError, OutputLock
+from transforms.records import is_part_file
 from transforms.stores import PROBE_PREFIX, StoreError, is_object_store, list_objects, probe_writable
 from transforms.write import TEMP_FOLDER
 
@@ -76,56 +80,107 @@ def read_all(handle) -> bytes:  # type: ignore[no-untyped-def]
     return b"".join(parts)
 
 
-def prepare_output(output: str, overwrite: bool, options: PipelineOptions | None = None) -> list[str]:
-    """Checks that the run may write to `output`; returns what it will replace.
+class PreparedOutput(NamedTuple):
+    """What prepare_output() hands the run: its lock, and the files it replaces."""
+
+    lock: OutputLock
+    stale_files: list[str]  # relative paths of the files found there, removed at the end unless written again
+
+
+def prepare_output(
+    output: str,
+    overwrite: bool,
+    run_id: str,
+    options: PipelineOptions | None = None,
+    wait: bool = True,
+) -> PreparedOutput:
+    """Takes the output location for run `run_id`; returns its lock and what it will replace.
 
     The location must be empty, or hold a previous run of this tool and
-    `overwrite` be set, and it must be writable: a small file is written
-    under `_temporary/` and deleted again. A previous run's `_SUCCESS` is
-    removed at once, so that nobody takes the half-replaced folder for
-    finished; its other files are removed by the new run's last step, once
-    the new files are in place.
+    `overwrite` be set, and it must be writable. It is locked first (see
+    pipeline/lock.py), so that no other run checks or changes it meanwhile.
+    A previous run is one that finished (its `_SUMMARY.json` lists its files),
+    or an unfinished one whose lock is left (killed, stopped, failed): then
+    every file of the output layout there is its, the temporary ones included.
+    The previous run's `_SUCCESS`, `_SUMMARY.json` and `_REPORT.html` are
+    removed at once, so that nothing claims the location finished while its
+    files change; its other files are removed by the new run's last step,
+    once the new files are in place.
 
     Args:
       output: the output folder: a local path, gs:// or s3:// URL.
       overwrite: whether a previous run of this tool may be replaced.
+      run_id: the id of the run taking the location.
       options: the pipeline's options, which configure the object-store
         clients as Beam's filesystems are (e.g. --s3_endpoint_url).
-
-    Returns:
-      Relative paths of the previous run's files (empty for a new location).
+      wait: whether this process waits for the job (see OutputLock.acquire).
 
     Raises:
-      OutputError: the location holds something else, or no --overwrite; its
-        bucket does not exist; credentials are missing or refused; it is not
-        writable.
+      OutputError: another run holds the location; it holds something else,
+        or no --overwrite; its bucket does not exist; credentials are missing
+        or refused; it is not writable.
     """
-    existing = _list(output, options)
+    try:
+        lock = OutputLock.acquire(output, run_id, overwrite=overwrite, wait=wait, options=options)
+    except LockError as err:
+        raise OutputError(str(err)) from None
+    except StoreError as err:
+        raise OutputError(f"cannot use output location {output!r}: {err}") from err
+    except OSError as err:
+        raise OutputError(f"output location {output!r} is not writable: {os_error_text(err)}") from err
+    try:
+        existing = [path for path in _list(output, options) if path != LOCK_FILE]
+        _check_ours(output, existing, overwrite, lock.taken_from)
+        _probe_writable(output, options)
+        lock.record_previous_files(existing)
+        finished = [FileSystems.join(output, path) for path in existing if path in RUN_FILES]
+        if finished:
+            FileSystems.delete(finished)
+    except BaseException:
+        if lock.taken_from is None:
+            lock.release()
+        else:
+            lock.end("refused before any work")
+        raise
+    return PreparedOutput(lock, [path for path in existing if path not in RUN_FILES])
+
+
+def _check_ours(output: str, existing: list[str], overwrite: bool, unfinished: Holder | None) -> None:
+    """Refuses a location that holds anything but a previous run of this tool."""
     if existing and not overwrite:
         raise OutputError(
             f"output location {output!r} is not empty ({len(existing)} files); "
             "choose an empty one, or pass --overwrite to replace a previous run of this tool"
         )
-    if existing:
-        listed = previous_run_files(output)
-        if listed is None:
+    if not existing:
+        return
+    if unfinished is not None:
+        # The unfinished run may have written any file of the layout, finished
+        # or temporary, and have removed its predecessor's summary already.
+        listed = set(unfinished.previous_files)
+        foreign = [p for p in existing if p not in listed and not _of_the_layout(p)]
+        what = "files that are not of this tool's output layout"
+    else:
+        listed_files = previous_run_files(output)
+        if listed_files is None:
             raise OutputError(
                 f"output location {output!r} holds files but no {SUMMARY_FILE} of this tool; "
                 "--overwrite only replaces a previous run of this tool: choose an empty location"
             )
-        ours = set(listed) | set(RUN_FILES)
-        foreign = [path for path in existing if path not in ours]
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
-            raise OutputError(
-                f"output location {output!r} holds {len(foreign)} files that the previous run "
-                f"did not list in its {SUMMARY_FILE} ({shown}); --overwrite removes only that "
-                "run's files: move these away first"
-            )
-    _probe_writable(output, options)
-    if SUCCESS_FILE in existing:
-        FileSystems.delete([FileSystems.join(output, SUCCESS_FILE)])
-    return [path for path in existing if path != SUCCESS_FILE]
+        known = set(listed_files) | set(RUN_FILES)
+        foreign = [p for p in existing if p not in known]
+        what = f"files that the previous run did not list in its {SUMMARY_FILE}"
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
+        raise OutputError(
+            f"output location {output!r} holds {len(foreign)} {what} ({shown}); "
+            "--overwrite removes only that run's files: move these away first"
+        )
+
+
+def _of_the_layout(path: str) -> bool:
+    """Whether a relative path is one a run of this tool writes (data, temporary or run file)."""
+    return path in RUN_FILES or is_part_file(path) or path.startswith(TEMP_FOLDER + "/")
 
 
 def _probe_writable(output: str, options: PipelineOptions | None) -> None:
@@ -160,3 +215,24 @@ def _probe_writable(output: str, options: PipelineOptions | None) -> None:
         for folder in created:
             if os.path.isdir(folder) and not os.listdir(folder):
                 os.rmdir(folder)
+
+
+def remove_temporary_files(output: str, run_id: str) -> None:
+    """Removes run `run_id`'s temporary files, as far as possible (a stopped run's clean-up).
+
+    Never raises: what is left, a retry with --overwrite removes.
+    """
+    folder = FileSystems.join(output, TEMP_FOLDER, run_id)
+    try:
+        if FileSystems.get_scheme(output) is None:
+            if os.path.isdir(folder):
+                shutil.rmtree(folder)
+            root = FileSystems.join(output, TEMP_FOLDER)
+            if os.path.isdir(root) and not os.listdir(root):
+                os.rmdir(root)
+            return
+        (match,) = FileSystems.match([FileSystems.join(folder, "**")])
+        if match.metadata_list:
+            FileSystems.delete([m.path for m in match.metadata_list])
+    except Exception as err:  # noqa: BLE001 (best effort on the way out; the retry cleans up)
+        _LOG.warning("could not remove the temporary files of run %s: %s", run_id, os_error_text(err))

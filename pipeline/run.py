@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -22,6 +22,7 @@ from pipeline.options import (
     own_options,
     parse_reference_time,
 )
+from pipeline.lock import OutputLock, held_locks
 from pipeline.output import prepare_output
 from pipeline.placeholders import PlaceholderError, resolve_all
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
@@ -74,11 +75,20 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
-    """Adds the whole job to `pipeline`; returns the summary header.
+class BuiltJob(NamedTuple):
+    """What build() made besides the graph: the summary header and the output's lock."""
+
+    header: dict[str, Any]
+    lock: OutputLock
+
+
+def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
+    """Adds the whole job to `pipeline`; returns its header and the output's lock.
 
     Everything that can be refused is checked here, before any work runs:
-    the patterns must match, the output must be usable.
+    the patterns must match, the output must be usable. The output location
+    is locked for this run (pipeline/lock.py): the job's last step removes the
+    lock; a caller whose job does not get there ends it (OutputLock.end).
     """
     own = options.view_as(PrepOptions)
     # Beam's filesystems take their settings (--s3_endpoint_url, credentials)
@@ -86,8 +96,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     FileSystems.set_options(options)
     reference = parse_reference_time(own.reference_time, time.time())
     files = match_inputs(own.input, own.upload_order, options)
-    stale = prepare_output(own.output, own.overwrite, options)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    # From here on the location is this run's: the caller releases or ends the lock.
+    prepared = prepare_output(own.output, own.overwrite, run_id, options, wait=own.wait)
     max_file_bytes = own.max_file_mb * MIB
     target = min(max_file_bytes, SHARD_TARGET_BYTES)
     header = {
@@ -142,28 +153,40 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
         header,
         tallies,
         figures,
-        stale_files=stale,
+        stale_files=prepared.stale_files,
         max_reject_ratio=own.max_reject_ratio,
         unreadable_files=unreadable,
     )
-    return header
+    return BuiltJob(header, prepared.lock)
 
 
 def run(argv: Sequence[str]) -> beam.runners.runner.PipelineResult:
-    """Builds the pipeline from command-line arguments and starts it.
+    """Builds the pipeline from command-line arguments, runs it, and waits for it.
 
     Raises:
       UsageError, InputError, OutputError: before anything runs.
     """
-    return launch(make_options(argv))
+    options = make_options(argv)
+    try:
+        result, _ = launch(options)
+        result.wait_until_finish()
+    finally:
+        # A job that got to its last step removed its lock: end() leaves that be.
+        for lock in held_locks():
+            lock.end("the job stopped before its last step")
+    return result
 
 
-def launch(options: PipelineOptions) -> beam.runners.runner.PipelineResult:
+def launch(options: PipelineOptions) -> tuple[beam.runners.runner.PipelineResult, OutputLock]:
     """Builds the pipeline from options made by `make_options` and starts it.
+
+    In-process runners run the whole job here. Returns the job and the output's
+    lock. Should the job not get to its last step (which removes the lock),
+    or this raise, the caller ends the lock: see pipeline.lock.held_locks().
 
     Callers that need the resolved options afterwards (the output path, for
     one) make them once and pass them here, rather than resolving twice.
     """
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, options)
-    return pipeline.run()
+    job = build(pipeline, options)
+    return pipeline.run(), job.lock

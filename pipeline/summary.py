@@ -13,12 +13,13 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import TOOL_NAME, __version__
+from pipeline.lock import release_run_lock
 from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE, read_all
 from pipeline.report import render_report
-from transforms import FileAccessError, os_error_text
+from transforms import FileAccessError, os_error_text, pause_point
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
-from transforms.write import TEMP_FOLDER, WrittenFile, join_path, temp_root
+from transforms.write import TEMP_FOLDER, WrittenFile, join_path, move_files, temp_root
 
 _LOG = logging.getLogger(__name__)
 TOP_EVENTS = 20
@@ -239,12 +240,15 @@ def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None
             folder = os.path.dirname(folder)
 
 
-def _write_bytes(path: str, data: bytes) -> None:
+def _write_bytes(path: str, data: bytes, temp_dir: str) -> None:
+    """Writes a run file whole or not at all: into `temp_dir` first, then moved into place."""
+    temp = join_path(temp_dir, FileSystems.split(path)[1])
     try:
-        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             handle.write(data)
     except OSError as err:  # a full disk, a lost permission: the user's to fix
         raise FileAccessError(f"{path}: cannot be written ({os_error_text(err)})") from err
+    move_files([temp], [path])
 
 
 class _FinishRun(beam.DoFn):
@@ -283,8 +287,8 @@ class _FinishRun(beam.DoFn):
                 len(skipped),
                 ", ".join(entry["path"] for entry in skipped),
             )
-        # Files of the replaced run that this run did not write again.
-        written = {f.path for f in files} | {SUMMARY_FILE, REPORT_FILE}
+        # Files of the replaced run (finished or not) that this run did not write again.
+        written = {f.path for f in files}
         stale = [join_path(self._output, p) for p in self._stale if p not in written]
         stale = [p for p in stale if FileSystems.exists(p)]
         if stale:
@@ -295,18 +299,29 @@ class _FinishRun(beam.DoFn):
                     f"{self._output}: cannot remove the replaced run's files ({os_error_text(err)})"
                 ) from err
             _remove_empty_local_folders(self._output, stale)
-        self._remove_temp_folder()
-        _write_bytes(join_path(self._output, REPORT_FILE), render_report(summary).encode("utf-8"))
+        pause_point("finish")
+        # The summary first: a fault in the cosmetic report must not cost it.
+        temp_dir = temp_root(self._output, self._run_id)
         _write_bytes(
             join_path(self._output, SUMMARY_FILE),
             orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n",
+            temp_dir,
+        )
+        _write_bytes(
+            join_path(self._output, REPORT_FILE), render_report(summary).encode("utf-8"), temp_dir
         )
         if summary["passed"]:
             # One newline, not empty: Beam 2.77's S3 writer cannot create a
             # zero-byte object (S3 refuses a multipart upload with no part).
-            _write_bytes(join_path(self._output, SUCCESS_FILE), b"\n")
+            _write_bytes(join_path(self._output, SUCCESS_FILE), b"\n", temp_dir)
         else:
             _LOG.error("run failed its checks: %s", summary["checks"])
+        self._remove_temp_folder()
+        # The location is finished, passed or not: the next run may take it.
+        try:
+            release_run_lock(self._output, self._run_id)
+        except OSError as err:
+            raise FileAccessError(f"{self._output}: cannot remove the run's lock ({err})") from err
         yield summary
 
     def _remove_temp_folder(self) -> None:
@@ -320,7 +335,7 @@ class _FinishRun(beam.DoFn):
 
 
 class WriteSummary(beam.PTransform):
-    """Finishes a run: _REPORT.html, _SUMMARY.json, then _SUCCESS if it passed its checks.
+    """Finishes a run: _SUMMARY.json, _REPORT.html, _SUCCESS if it passed its checks, then unlocks.
 
     Input: the WrittenFile elements of WritePartitions. Side inputs: `tallies`,
     a singleton dict of merged counts, `figures`, the dict of
@@ -329,9 +344,10 @@ class WriteSummary(beam.PTransform):
     summary dict (one element).
 
     Runs once all files are in place; removes the replaced run's files that
-    were not written again and the temporary folder, writes the summary, and
-    writes `_SUCCESS` last, only when the books balance and the reject ratio
-    is within the gate.
+    were not written again, writes the summary, then the report (each whole or
+    not at all), then `_SUCCESS`, only when the books balance and the reject
+    ratio is within the gate; removes the temporary folder, and last the
+    run's lock (pipeline/lock.py), passed or not.
     """
 
     def __init__(

@@ -44,6 +44,32 @@ def run_cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess
     )
 
 
+# A child process that runs the CLI with Beam's Google credential lookup
+# turned off: without credentials Beam retries for ~20 s before it goes
+# anonymous (BEAM_NOTES 10), which the GCS emulator does not need.
+_CLI_WITHOUT_GOOGLE_CREDENTIALS = (
+    "import sys\n"
+    "from apache_beam.internal.gcp import auth\n"
+    "auth._Credentials._credentials_init = True\n"
+    "auth._Credentials._credentials = None\n"
+    "from pipeline.cli import main\n"
+    "sys.exit(main())\n"
+)
+
+
+def start_cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts the CLI in a child process (stdout and stderr piped); the caller waits for it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLI_WITHOUT_GOOGLE_CREDENTIALS, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TZ": "UTC", **(env or {})},
+    )
+
+
 def read_output(root: Path) -> dict[str, list[bytes]]:
     """Every file under `root`, relative path -> lines (gzip undone)."""
     files = {}

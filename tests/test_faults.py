@@ -324,6 +324,7 @@ class FullFileSystem(FileSystem):
 
 
 PROBE_BYTES = len(b"write probe of cloud-import-prep; safe to delete\n")  # pipeline/output.py's probe
+LOCK_BYTES = 600  # room for the run's _LOCK.json (pipeline/lock.py), written once on a new location
 
 
 @pytest.fixture
@@ -349,7 +350,7 @@ def test_a_full_fullfs_disk_works_like_local_disk_until_it_is_full(tmp_path, dis
 
 def test_a_disk_that_fills_while_the_data_is_written_stops_the_run_with_one_line(tmp_path, disk, capsys):
     _days(tmp_path / "in")
-    disk(PROBE_BYTES + 100)
+    disk(LOCK_BYTES + PROBE_BYTES + 100)
     out = tmp_path / "out"
     assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", PREFIX + str(out), "--reference-time", REF) == 1
     err = capsys.readouterr().err
@@ -365,11 +366,11 @@ def test_a_disk_that_fills_while_the_summary_is_written_leaves_no_success(tmp_pa
     disk(None)
     assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "measure"), "--reference-time", REF) == 0
     data_bytes = sum(p.stat().st_size for p in (tmp_path / "measure").rglob("*.gz"))
-    disk(PROBE_BYTES + data_bytes + 10)  # room for the data, not for _REPORT.html and _SUMMARY.json
+    disk(LOCK_BYTES + PROBE_BYTES + data_bytes + 10)  # room for the data, not for _SUMMARY.json
     out = tmp_path / "out"
     assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", PREFIX + str(out), "--reference-time", REF) == 1
     err = capsys.readouterr().err
-    assert f"cloud-import-prep: error: {PREFIX}{out}/_REPORT.html: cannot be written ([Errno 28]" in err
+    assert f"cloud-import-prep: error: {PREFIX}{out}/_SUMMARY.json: cannot be written ([Errno 28]" in err
     assert not (out / "_SUCCESS").exists() and not (out / "_SUMMARY.json").exists()
     assert {k: v for k, v in read_output(out).items() if k.endswith(".gz")} == {
         k: v for k, v in read_output(tmp_path / "measure").items() if k.endswith(".gz")

@@ -47,29 +47,39 @@ def previous_run(tmp_path):
     return root
 
 
+def prepare(root, overwrite, run_id="run-1"):
+    """prepare_output(), then the run's end: the stale files it returned, and its lock released."""
+    prepared = prepare_output(root, overwrite, run_id)
+    prepared.lock.release()
+    return prepared.stale_files
+
+
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_prepare_output_missing_folder(tmp_path, overwrite):
-    assert prepare_output(str(tmp_path / "not" / "there"), overwrite) == []
+    assert prepare(str(tmp_path / "not" / "there"), overwrite) == []
     assert not (tmp_path / "not" / "there").exists()
 
 
-def test_prepare_output_write_probe_leaves_no_folder_behind(tmp_path):
-    """The probe creates the missing folders to write its file; it must remove
-    all it created, the missing parents of the output included."""
-    assert prepare_output(str(tmp_path / "not" / "there"), False) == []
+def test_prepare_output_locks_the_location_and_the_probe_leaves_nothing_else(tmp_path):
+    """The lock lives in the output folder for the run; the probe's file and
+    folders are gone at once, and the lock's folders with the lock."""
+    prepared = prepare_output(str(tmp_path / "not" / "there"), False, "run-1")
+    assert files_under(tmp_path) == ["not/there/_LOCK.json"]
+    assert orjson.loads((tmp_path / "not" / "there" / "_LOCK.json").read_bytes())["run_id"] == "run-1"
+    prepared.lock.release()
     assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_prepare_output_empty_folder(tmp_path, overwrite):
     os.makedirs(tmp_path / "out" / "empty_sub")
-    assert prepare_output(str(tmp_path / "out"), overwrite) == []
+    assert prepare(str(tmp_path / "out"), overwrite) == []
 
 
 def test_prepare_output_not_empty_without_overwrite(previous_run):
     before = files_under(previous_run)
     with pytest.raises(OutputError) as raised:
-        prepare_output(previous_run, overwrite=False)
+        prepare(previous_run, overwrite=False)
     assert previous_run in str(raised.value)
     assert "--overwrite" in str(raised.value)
     assert files_under(previous_run) == before
@@ -79,7 +89,7 @@ def test_prepare_output_overwrite_without_summary_of_ours(tmp_path):
     root = str(tmp_path / "out")
     touch(root, "data.csv")
     with pytest.raises(OutputError) as raised:
-        prepare_output(root, overwrite=True)
+        prepare(root, overwrite=True)
     assert "_SUMMARY.json" in str(raised.value)
     assert files_under(root) == ["data.csv"]
 
@@ -99,34 +109,42 @@ def test_prepare_output_overwrite_refuses_a_summary_not_ours(tmp_path, summary):
     touch(root, DAY)
     touch(root, "_SUMMARY.json", summary)
     with pytest.raises(OutputError, match="_SUMMARY.json"):
-        prepare_output(root, overwrite=True)
+        prepare(root, overwrite=True)
     assert files_under(root) == ["_SUMMARY.json", DAY]
 
 
 def test_prepare_output_overwrite_previous_run(previous_run):
-    replaced = prepare_output(previous_run, overwrite=True)
-    assert replaced == ["_SUMMARY.json", DAY, REJECTS]
-    # _SUCCESS goes at once; the rest stays until the new run is in place.
-    assert files_under(previous_run) == ["_SUMMARY.json", DAY, REJECTS]
+    prepared = prepare_output(previous_run, True, "run-2")
+    assert prepared.stale_files == [DAY, REJECTS]
+    # _SUCCESS and the summary go at once, so that nothing claims the location
+    # finished while it changes; the data stays until the new run is in place.
+    assert files_under(previous_run) == ["_LOCK.json", DAY, REJECTS]
     assert not os.path.exists(os.path.join(previous_run, "_temporary"))
+    # The lock remembers the files the summary listed, for a retry of a killed run.
+    lock = orjson.loads(open(os.path.join(previous_run, "_LOCK.json"), "rb").read())
+    assert (lock["run_id"], lock["state"], lock["previous_files"]) == (
+        "run-2", "running", ["_SUCCESS", "_SUMMARY.json", DAY, REJECTS]
+    )
+    prepared.lock.release()
 
 
 def test_prepare_output_overwrite_failed_previous_run_and_report(previous_run):
     """A run that failed its checks has no _SUCCESS; _REPORT.html is a run file."""
     os.remove(os.path.join(previous_run, "_SUCCESS"))
     touch(previous_run, "_REPORT.html")
-    assert prepare_output(previous_run, overwrite=True) == ["_REPORT.html", "_SUMMARY.json", DAY, REJECTS]
+    assert prepare(previous_run, overwrite=True) == [DAY, REJECTS]
+    assert files_under(previous_run) == [DAY, REJECTS]
 
 
 def test_prepare_output_overwrite_with_trailing_slash(previous_run):
-    assert prepare_output(previous_run + "/", overwrite=True) == ["_SUMMARY.json", DAY, REJECTS]
+    assert prepare(previous_run + "/", overwrite=True) == [DAY, REJECTS]
 
 
 def test_prepare_output_foreign_file_refused_and_nothing_deleted(previous_run):
     touch(previous_run, "events/day=2024-01-01/notes.txt")
     before = files_under(previous_run)
     with pytest.raises(OutputError) as raised:
-        prepare_output(previous_run, overwrite=True)
+        prepare(previous_run, overwrite=True)
     assert "events/day=2024-01-01/notes.txt" in str(raised.value)
     assert files_under(previous_run) == before
     assert "_SUCCESS" in before
@@ -141,3 +159,55 @@ def test_previous_run_files_plain_paths_accepted(tmp_path):
     )
     assert previous_run_files(root) == [DAY, REJECTS]
     assert previous_run_files(str(tmp_path / "elsewhere")) is None
+
+
+# --- a location left by an unfinished run (its lock is still there) ---------------------------
+
+
+def unfinished_run(root, previous_files=(), run_id="killed-run"):
+    """What a killed run leaves: its lock (ended), temporary and final-named files."""
+    touch(root, "_LOCK.json", orjson.dumps({
+        "tool": TOOL_NAME, "run_id": run_id, "state": "ended", "host": "h", "boot_id": None,
+        "pid": None, "pid_start": None, "started": "2024-02-01T00:00:00Z", "heartbeat": 0.0,
+        "lease_seconds": 300, "stopped_by": "stopped by SIGTERM", "previous_files": list(previous_files),
+    }))
+    touch(root, f"_temporary/{run_id}/events/day=2024-01-02/shard-00000-00000")
+    touch(root, "events/day=2024-01-02/part-00000-of-00002.ndjson.gz")
+
+
+def test_an_unfinished_run_is_refused_without_overwrite(tmp_path):
+    root = str(tmp_path / "out")
+    unfinished_run(root)
+    before = files_under(root)
+    with pytest.raises(OutputError, match="holds the unfinished run killed-run .*ended: stopped by SIGTERM. Pass --overwrite"):
+        prepare(root, overwrite=False)
+    assert files_under(root) == before
+
+
+def test_overwrite_takes_an_unfinished_run_back_with_everything_it_left(previous_run):
+    """A killed --overwrite of a finished run: the killed run's files (temporary
+    and final-named) and the files the finished run listed are all replaced."""
+    os.remove(os.path.join(previous_run, "_SUMMARY.json"))  # the killed run removed it
+    os.remove(os.path.join(previous_run, "_SUCCESS"))
+    unfinished_run(previous_run, previous_files=["_SUMMARY.json", DAY, REJECTS])
+    prepared = prepare_output(previous_run, True, "retry")
+    assert prepared.lock.taken_from.run_id == "killed-run"
+    assert prepared.stale_files == [
+        "_temporary/killed-run/events/day=2024-01-02/shard-00000-00000",
+        DAY,
+        "events/day=2024-01-02/part-00000-of-00002.ndjson.gz",
+        REJECTS,
+    ]
+    prepared.lock.release()
+
+
+def test_overwrite_of_an_unfinished_run_still_refuses_files_not_of_the_layout(tmp_path):
+    root = str(tmp_path / "out")
+    unfinished_run(root)
+    touch(root, "events/day=2024-01-02/notes.txt")
+    touch(root, "events/day=2024-01-02/part-1-of-2.ndjson")
+    before = files_under(root)
+    with pytest.raises(OutputError, match="2 files that are not of this tool's output layout"):
+        prepare(root, overwrite=True)
+    assert files_under(root) == before
+    assert orjson.loads(open(os.path.join(root, "_LOCK.json"), "rb").read())["state"] == "ended"

@@ -1,6 +1,14 @@
 """The pipeline's stages (Beam composites) and the pure record logic they wire together."""
 
+import os
+import time
+from pathlib import Path
+
 METRICS_NAMESPACE = "cloud_import_prep"
+# Test hook: "<stage>:<marker file>" makes the first worker that reaches
+# pause_point(stage) write the marker and stop there for good, so that a test
+# can kill the run at that very moment. Unset in every real run.
+PAUSE_ENV = "CLOUD_IMPORT_PREP_PAUSE_AT"
 
 
 class FileAccessError(OSError):
@@ -18,3 +26,18 @@ def os_error_text(err: Exception) -> str:
     if isinstance(details, dict) and details:
         return "; ".join(str(e) for e in details.values())
     return str(err)
+
+
+def pause_point(stage: str) -> None:
+    """Stops here for good when PAUSE_ENV names `stage` (tests kill the run there).
+
+    The stages: "read" (a range is about to be read), "write" (a temporary
+    file was written), "move" (a first file was moved into place), "finish"
+    (the replaced files are gone, the summary is about to be written).
+    """
+    setting = os.environ.get(PAUSE_ENV)
+    if not setting or setting.partition(":")[0] != stage:
+        return
+    Path(setting.partition(":")[2]).write_text(str(os.getpid()))
+    while True:
+        time.sleep(60)

@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text
+from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
 from transforms.ranges import FileRange, iter_line_batches, plan_ranges
 from transforms.stores import StoredObject, StoreError, is_object_store, match_objects
 
@@ -199,6 +199,7 @@ class _ReadRange(beam.DoFn):
         self._unreadable = Metrics.counter(METRICS_NAMESPACE, "ranges_unreadable")
 
     def process(self, file_range: FileRange) -> Iterator[Any]:
+        pause_point("read")
         batches = _read_batches(file_range)
         lines_read = 0
         while True:

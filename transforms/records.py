@@ -83,6 +83,16 @@ def check_route(route: str) -> str:
     return route
 
 
+_PART_FILE = re.compile(
+    rf"(?:{_OUTPUT_ROUTE.pattern})/part-[0-9]{{5}}-of-[0-9]{{5}}\.ndjson(?:\.gz)?"
+)
+
+
+def is_part_file(path: str) -> bool:
+    """Whether a path relative to the output root names a data file of the layout."""
+    return _PART_FILE.fullmatch(path) is not None
+
+
 def events_route(day: str) -> str:
     """The output folder of events of one UTC day ("YYYY-MM-DD")."""
     return EVENTS_PREFIX + day

@@ -11,7 +11,7 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text
+from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
 from transforms.records import (
     RecordBatch,
     ShardLines,
@@ -91,17 +91,17 @@ def _ensure_folder(path: str) -> None:
 
 
 def move_files(sources: list[str], destinations: list[str]) -> None:
-    """Renames files; a retried call that finds a move already done accepts it."""
-    if not sources:
-        return
+    """Renames files, one at a time; a retried call that finds a move already done accepts it."""
     for folder in sorted({FileSystems.split(d)[0] for d in destinations}):
         _ensure_folder(folder)
-    try:
-        FileSystems.rename(sources, destinations)
-    except BeamIOError as err:
-        for (source, destination), cause in err.exception_details.items():
+    for source, destination in zip(sources, destinations):
+        try:
+            FileSystems.rename([source], [destination])
+        except BeamIOError as err:
             if FileSystems.exists(source) or not FileSystems.exists(destination):
-                raise FileAccessError(f"{destination}: cannot move {source} there: {cause}") from err
+                causes = "; ".join(str(c) for c in err.exception_details.values())
+                raise FileAccessError(f"{destination}: cannot move {source} there: {causes}") from err
+        pause_point("move")
 
 
 class _WriteShard(beam.DoFn):
@@ -125,6 +125,7 @@ class _WriteShard(beam.DoFn):
                     f"{temp_path}: cannot be written ({os_error_text(err)})"
                 ) from err
             self._files.inc()
+            pause_point("write")
             yield route, _TempFile(shard, index, temp_path, len(part), size)
 
 
