@@ -26,7 +26,7 @@ from pipeline.output import prepare_output
 from pipeline.placeholders import PlaceholderError, resolve_all
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
-from transforms.read import InputFile, ReadRawLines, match_inputs
+from transforms.read import InputFile, ReadRawLines, select_inputs
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
 from transforms.validate import ValidateAndSplit
@@ -78,14 +78,18 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     """Adds the whole job to `pipeline`; returns the summary header.
 
     Everything that can be refused is checked here, before any work runs:
-    the patterns must match, the output must be usable.
+    the patterns must match regular files outside the output, the output
+    must be usable.
     """
     own = options.view_as(PrepOptions)
     # Beam's filesystems take their settings (--s3_endpoint_url, credentials)
     # from here; Pipeline() sets them too, but this runs before any use.
     FileSystems.set_options(options)
     reference = parse_reference_time(own.reference_time, time.time())
-    files = match_inputs(own.input, own.upload_order, options)
+    # Listed before prepare_output removes a previous run's _SUCCESS: every
+    # file of that run under the output is left out of the input, and counted.
+    selection = select_inputs(own.input, own.output, own.upload_order, options)
+    files = selection.files
     stale = prepare_output(own.output, own.overwrite, options)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     max_file_bytes = own.max_file_mb * MIB
@@ -94,7 +98,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
         "run_id": run_id,
         "reference_time": format_time(reference),
         "options": own_options(own),
-        "input": {"files": len(files), "bytes": sum(f.size for f in files)},
+        "input": {
+            "files": len(files),
+            "bytes": sum(f.size for f in files),
+            "skipped_output_files": selection.skipped_output_files,
+        },
     }
     _LOG.info("reading %d files (%d bytes) into %s", len(files), header["input"]["bytes"], own.output)
 

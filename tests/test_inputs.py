@@ -1,9 +1,11 @@
 """The input is a set of objects: matching local patterns (transforms/read.py), through the CLI too.
 
-One object is read once however it is spelled, relative patterns match
-from the current folder, and only regular files are read. The gs:// and s3:// side is in test_object_storage.py.
+One object is read once however it is spelled, nothing under --output is
+input, relative patterns match from the current folder, and only regular
+files are read. The gs:// and s3:// side is in test_object_storage.py.
 """
 
+import gzip
 import os
 import random
 import socket
@@ -13,7 +15,7 @@ import pytest
 
 from e2e import REPO, read_output, run_cli, run_cli_process, summary, write_input
 from test_end_to_end import REF, T_DAY1, T_DAY2, ev
-from transforms.read import InputError, InputFile, match_inputs
+from transforms.read import InputError, InputFile, InputSelection, match_inputs, select_inputs
 
 
 @pytest.fixture
@@ -136,6 +138,57 @@ def test_a_folder_named_without_a_wildcard_is_refused(tree):
         match_inputs(["sub"])
 
 
+# --- nothing under --output is input ---------------------------------------------------------
+
+
+@pytest.fixture
+def output_inside(here):
+    """data/ holds two inputs and an output folder; names into the output from outside it."""
+    write(here / "data" / "a.ndjson", b"1\n", 100)
+    write(here / "data" / "outside.ndjson", b"22\n", 200)  # shares a prefix with `out`, not a folder
+    write(here / "data" / "out" / "x.ndjson", b"3\n")
+    write(here / "data" / "out" / "events" / "y.ndjson.gz", gzip.compress(b"4\n"))
+    os.symlink("out/x.ndjson", here / "data" / "latest.ndjson")  # the same object as out/x.ndjson
+    os.link(here / "data" / "out" / "events" / "y.ndjson.gz", here / "data" / "y.ndjson.gz")
+    os.symlink("data/out", here / "outlink")
+    return here
+
+
+@pytest.mark.parametrize(
+    "output", ["data/out", "./data/out/", "data//out", "data/sub/../out", "{here}/data/out", "outlink"]
+)
+def test_files_under_the_output_are_left_out_and_counted_once_each(output_inside, output):
+    selection = select_inputs(["data/**"], output.format(here=output_inside))
+    assert selection == InputSelection(
+        [InputFile(0, "data/a.ndjson", 2, 100.0, False), InputFile(1, "data/outside.ndjson", 3, 200.0, False)],
+        2,
+    )
+
+
+def test_nothing_is_left_out_without_an_output_or_with_one_elsewhere(output_inside):
+    # Four objects, each under the first of its names.
+    everything = ["data/a.ndjson", "data/latest.ndjson", "data/out/events/y.ndjson.gz", "data/outside.ndjson"]
+    assert [f.path for f in select_inputs(["data/**"], None, "name").files] == everything
+    assert select_inputs(["data/**"], "elsewhere", "name") == select_inputs(["data/**"], None, "name")
+    assert select_inputs(["data/**"], "elsewhere").skipped_output_files == 0
+
+
+def test_a_pattern_reaching_only_the_output_is_refused_saying_why(output_inside):
+    with pytest.raises(InputError) as raised:
+        select_inputs(["data/*.ndjson", "data/out/**"], "data/out/")
+    assert str(raised.value) == (
+        "input pattern 'data/out/**' matches no file outside the output location 'data/out/' "
+        "(2 files below it, never read as input)"
+    )
+    # data/latest.ndjson is a symlink to a file of the output, through a symlink to it.
+    with pytest.raises(InputError) as raised:
+        select_inputs(["data/a.ndjson", "data/l*"], "outlink")
+    assert str(raised.value) == (
+        "input pattern 'data/l*' matches no file outside the output location 'outlink' "
+        "(1 file below it, never read as input)"
+    )
+
+
 def test_dotdot_after_a_symlinked_folder_is_the_filesystems_not_the_texts(here):
     """`link/..` is the folder the link's target is in, not the current folder."""
     write(here / "far" / "dir" / "x.ndjson", b"1\n")
@@ -146,6 +199,9 @@ def test_dotdot_after_a_symlinked_folder_is_the_filesystems_not_the_texts(here):
     assert [(f.path, f.size) for f in match_inputs(both, upload_order="name")] == [
         ("a.ndjson", 5), ("link/../a.ndjson", 4)
     ]
+    # Below an output `far`, however it is spelled.
+    with pytest.raises(InputError, match="'link/../a.ndjson' matches no file outside the output location 'far'"):
+        select_inputs(both, "far")
 
 
 # --- only regular files ----------------------------------------------------------------------
@@ -240,3 +296,43 @@ def test_cli_reads_a_file_given_in_four_spellings_once(here):
     # Same bytes whatever the order or number of spellings.
     data = {name: {k: v for k, v in read_output(here / name).items() if not k.startswith("_")} for name in ("out1", "out2", "once")}
     assert data["out1"] == data["out2"] == data["once"]
+
+
+# --- end to end: the output inside the input -------------------------------------------------
+
+
+def test_output_inside_the_input_is_never_read(here, capsys):
+    x1 = {"$insert_id": "x-1"}
+    write_input(here / "data" / "2024" / "a.ndjson", [ev("A", "u1", T_DAY1), ev("A", "u1", T_DAY1, **x1), b"{oops"], mtime=100)
+    write_input(here / "data" / "b.ndjson.gz", [ev("B", "u2", T_DAY2), ev("A", "u1", T_DAY1 + 5, **x1)], mtime=200)
+    args = ("--input", "data/**", "--output", "data/out", "--reference-time", REF)
+    assert run_cli(*args) == 0
+    first = read_output(here / "data" / "out")
+    data_files = sorted(name for name in first if not name.startswith("_"))
+    assert data_files == [
+        "events/day=2024-01-01/part-00000-of-00001.ndjson.gz",
+        "events/day=2024-01-02/part-00000-of-00001.ndjson.gz",
+        "rejects/part-00000-of-00001.ndjson.gz",
+    ]
+    s = summary(here / "data" / "out")
+    size = (here / "data" / "2024" / "a.ndjson").stat().st_size + (here / "data" / "b.ndjson.gz").stat().st_size
+    assert s["input"] == {"files": 2, "bytes": size, "skipped_output_files": 0, "lines": 5, "blank_lines": 0}
+    o = s["output"]
+    assert (o["events"], o["superseded"], o["rejected"], s["balanced"]) == (3, 1, 1, True)
+
+    # The rerun's pattern covers the first run's files: none of them is read.
+    under_output = len(first)
+    assert run_cli(*args, "--overwrite") == 0
+    again = read_output(here / "data" / "out")
+    assert {k: v for k, v in again.items() if not k.startswith("_")} == {k: first[k] for k in data_files}
+    s = summary(here / "data" / "out")
+    assert s["input"] == {"files": 2, "bytes": size, "skipped_output_files": under_output, "lines": 5, "blank_lines": 0}
+    assert (s["output"]["events"], s["output"]["superseded"], s["output"]["rejected"], s["balanced"]) == (3, 1, 1, True)
+
+    # A pattern that reaches only the output is refused like one that matches nothing.
+    line = refused(capsys, run_cli("--input", "data/out/**", *args[2:], "--overwrite"))
+    assert line == (
+        "cloud-import-prep: error: input pattern 'data/out/**' matches no file outside the output "
+        f"location 'data/out' ({under_output} files below it, never read as input)"
+    )
+    assert (here / "data" / "out" / "_SUCCESS").exists()

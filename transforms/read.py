@@ -55,11 +55,24 @@ class InputError(ValueError):
     """The input patterns cannot be read as asked (raised before any work)."""
 
 
-def match_inputs(
+class InputSelection(NamedTuple):
+    """What the input patterns select.
+
+    `files` are the objects to read, each once, ranked in upload order;
+    `skipped_output_files` counts the matched objects left out because they
+    lie under the output location.
+    """
+
+    files: list[InputFile]
+    skipped_output_files: int
+
+
+def select_inputs(
     patterns: Sequence[str],
+    output: str | None = None,
     upload_order: str = "mtime",
     options: PipelineOptions | None = None,
-) -> list[InputFile]:
+) -> InputSelection:
     """Expands input patterns into the set of objects to read, ranked in upload order.
 
     Upload order is (upload time, path), or the path alone with
@@ -83,36 +96,61 @@ def match_inputs(
 
     Args:
       patterns: glob patterns: local paths, gs:// or s3:// URLs.
+      output: the run's output location. Nothing under it is input: such
+        matches are left out and counted. Local paths are compared by their
+        real paths (symlinks resolved), URLs by their `scheme://bucket/key/`
+        prefix. None leaves nothing out.
       upload_order: "mtime" or "name".
       options: the pipeline's options, which configure the object-store
         clients as Beam's filesystems are (e.g. --s3_endpoint_url).
 
     Raises:
-      InputError: a pattern matches nothing, cannot be listed (missing
-        bucket, missing or refused credentials, denied access), names a
-        folder, or matches something that is not a regular file (a FIFO,
-        socket, device, or a file under /dev or /proc).
+      InputError: a pattern matches nothing (or nothing outside the output
+        location), cannot be listed (missing bucket, missing or refused
+        credentials, denied access), names a folder, or matches something
+        that is not a regular file (a FIFO, socket, device, or a file under
+        /dev or /proc).
     """
     if upload_order not in UPLOAD_ORDERS:
         raise InputError(f"upload_order must be one of {UPLOAD_ORDERS}, got {upload_order!r}")
     if not patterns:
         raise InputError("no --input pattern given")
+    output_prefix = _output_prefix(output)
     chosen: dict[Hashable, StoredObject] = {}
+    skipped: set[Hashable] = set()
+    matched: list[tuple[str, set[Hashable]]] = []
     for pattern in patterns:
-        found_any = False
+        identities: set[Hashable] = set()
         for found in _match(pattern, options):
-            found_any = True
+            identities.add(found.identity)
+            if output_prefix is not None and any(
+                place.startswith(output_prefix) for place in found.places
+            ):
+                skipped.add(found.identity)
+                continue
             kept = chosen.get(found.identity)
             if kept is None or _name_order(found.stored.path) < _name_order(kept.path):
                 chosen[found.identity] = found.stored
-        if not found_any:
+        matched.append((pattern, identities))
+    # An object with one name under the output (a hard link, a symlink into
+    # it) is output all the same.
+    for identity in skipped:
+        chosen.pop(identity, None)
+    for pattern, identities in matched:
+        if not identities:
             raise InputError(f"input pattern {pattern!r} matches no file")
+        if identities <= skipped:
+            count = f"{len(identities)} file" + ("" if len(identities) == 1 else "s")
+            raise InputError(
+                f"input pattern {pattern!r} matches no file outside the output location "
+                f"{output!r} ({count} below it, never read as input)"
+            )
     objects = list(chosen.values())
     if upload_order == "name":
         objects.sort(key=lambda o: o.path)
     else:
         objects.sort(key=lambda o: (o.upload_time, o.path))
-    return [
+    files = [
         InputFile(
             rank=rank,
             path=o.path,
@@ -123,13 +161,44 @@ def match_inputs(
         )
         for rank, o in enumerate(objects)
     ]
+    return InputSelection(files, len(skipped))
+
+
+def match_inputs(
+    patterns: Sequence[str],
+    upload_order: str = "mtime",
+    options: PipelineOptions | None = None,
+) -> list[InputFile]:
+    """The files `select_inputs` selects when no output location is to be left out.
+
+    Raises:
+      InputError: as `select_inputs`.
+    """
+    return select_inputs(patterns, None, upload_order, options).files
 
 
 class _Found(NamedTuple):
-    """One object a pattern matched; `identity` is the same for every name of one object."""
+    """One object a pattern matched.
+
+    `identity` is the same for every name of one object; `places` are where
+    it lies, as compared with the output location: a URL, or a local file's
+    real location and, for a symlink, its target's.
+    """
 
     identity: Hashable
     stored: StoredObject
+    places: tuple[str, ...]
+
+
+def _output_prefix(output: str | None) -> str | None:
+    # What every place under the output starts with: a local folder's real
+    # path (so that `out`, `./out/`, its absolute path and a symlink to it are
+    # one), or a store's `scheme://bucket/key/` as written.
+    if output is None:
+        return None
+    if FileSystems.get_scheme(output) is None:
+        return os.path.join(os.path.realpath(output), "")
+    return output.rstrip("/") + "/"
 
 
 def _name_order(path: str) -> tuple[bool, int, str]:
@@ -147,14 +216,14 @@ def _match(pattern: str, options: PipelineOptions | None) -> Iterator[_Found]:
             raise InputError(f"cannot list input {pattern!r}: {err}") from err
         for o in objects:
             if not _is_folder_marker(o.path, o.size):
-                yield _Found(o.path, o)
+                yield _Found(o.path, o, (o.path,))
         return
     if FileSystems.get_scheme(pattern) is None:
         yield from _match_local(pattern)
         return
     # Another filesystem of Beam's: its own listing, its paths as identities.
     for m in _beam_match(pattern, pattern):
-        yield _Found(m.path, StoredObject(m.path, m.size_in_bytes, m.last_updated_in_seconds))
+        yield _Found(m.path, StoredObject(m.path, m.size_in_bytes, m.last_updated_in_seconds), (m.path,))
 
 
 def _beam_match(pattern: str, spelled: str) -> list[Any]:
@@ -187,11 +256,12 @@ def _match_local(pattern: str) -> Iterator[_Found]:
     # in `*.ndjson` (os.path.dirname gives ""): relative patterns are matched
     # from "./", and the names given back without it.
     relative = not tidy.startswith("/")
+    real_folders: dict[str, str] = {}
     listed = [m.path for m in _beam_match(pattern, "./" + tidy if relative else tidy)]
     # In name order, not the folder's: the first refusal is then the same on every run.
     for path in sorted(listed):
         name = path[2:] if relative and path.startswith("./") else path
-        yield _local_file(pattern, name)
+        yield _local_file(pattern, name, real_folders)
 
 
 _SPECIAL_KINDS = (
@@ -205,7 +275,7 @@ _SPECIAL_KINDS = (
 _PROCESS_FOLDERS = ("/dev/", "/proc/")
 
 
-def _local_file(pattern: str, path: str) -> _Found:
+def _local_file(pattern: str, path: str, real_folders: dict[str, str]) -> _Found:
     """A matched local file, checked to be a regular file, under its tidiest name."""
     try:
         entry = os.lstat(path)
@@ -244,8 +314,15 @@ def _local_file(pattern: str, path: str) -> _Found:
             same = None
         if same is not None and (same.st_dev, same.st_ino) == identity[1:]:
             name = tidy
+    # Where the name itself lies, its folder's symlinks and `..` resolved by
+    # the filesystem (one realpath per folder, not per file).
+    folder, base = os.path.split(path)
+    if folder not in real_folders:
+        real_folders[folder] = os.path.realpath(folder or ".")
+    location = os.path.join(real_folders[folder], base)
+    places = (location, os.path.realpath(path)) if stat.S_ISLNK(entry.st_mode) else (location,)
     # Local mtimes come from os.stat: no time-zone conversion involved.
-    return _Found(identity, StoredObject(name, info.st_size, info.st_mtime))
+    return _Found(identity, StoredObject(name, info.st_size, info.st_mtime), places)
 
 
 def _is_folder_marker(path: str, size: int) -> bool:
