@@ -138,6 +138,30 @@ def test_a_folder_named_without_a_wildcard_is_refused(tree):
         match_inputs(["sub"])
 
 
+def test_dotdot_after_a_symlinked_folder_is_the_filesystems_not_the_texts(here):
+    """`link/..` is the folder the link's target is in, not the current folder."""
+    write(here / "far" / "dir" / "x.ndjson", b"1\n")
+    write(here / "far" / "a.ndjson", b"far\n")
+    write(here / "a.ndjson", b"near\n")
+    os.symlink("far/dir", here / "link")
+    both = ["link/../a.ndjson", "a.ndjson"]
+    assert [(f.path, f.size) for f in match_inputs(both, upload_order="name")] == [
+        ("a.ndjson", 5), ("link/../a.ndjson", 4)
+    ]
+    # Below an output `far`, however it is spelled.
+    with pytest.raises(InputError, match="'link/../a.ndjson' matches no file outside the output location 'far'"):
+        select_inputs(both, "far")
+
+
+def test_listings_do_not_descend_into_symlinked_folders(here):
+    write(here / "real" / "x.ndjson", b"1\n")
+    os.symlink("real", here / "linked")
+    assert paths(["**.ndjson"]) == ["real/x.ndjson"]
+    # Named in the literal part, a symlinked folder is listed; its files are the same files.
+    assert paths(["linked/*"]) == ["linked/x.ndjson"]
+    assert paths(["linked/*", "**.ndjson"]) == ["linked/x.ndjson"]
+
+
 # --- nothing under --output is input ---------------------------------------------------------
 
 
@@ -187,21 +211,6 @@ def test_a_pattern_reaching_only_the_output_is_refused_saying_why(output_inside)
         "input pattern 'data/l*' matches no file outside the output location 'outlink' "
         "(1 file below it, never read as input)"
     )
-
-
-def test_dotdot_after_a_symlinked_folder_is_the_filesystems_not_the_texts(here):
-    """`link/..` is the folder the link's target is in, not the current folder."""
-    write(here / "far" / "dir" / "x.ndjson", b"1\n")
-    write(here / "far" / "a.ndjson", b"far\n")
-    write(here / "a.ndjson", b"near\n")
-    os.symlink("far/dir", here / "link")
-    both = ["link/../a.ndjson", "a.ndjson"]
-    assert [(f.path, f.size) for f in match_inputs(both, upload_order="name")] == [
-        ("a.ndjson", 5), ("link/../a.ndjson", 4)
-    ]
-    # Below an output `far`, however it is spelled.
-    with pytest.raises(InputError, match="'link/../a.ndjson' matches no file outside the output location 'far'"):
-        select_inputs(both, "far")
 
 
 # --- only regular files ----------------------------------------------------------------------
