@@ -27,7 +27,7 @@ from pipeline.output import prepare_output
 from pipeline.placeholders import PlaceholderError, resolve_all
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
-from transforms.read import InputFile, ReadRawLines, match_inputs
+from transforms.read import InputFile, ReadRawLines, select_inputs
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
 from transforms.validate import ValidateAndSplit
@@ -86,16 +86,20 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     """Adds the whole job to `pipeline`; returns its header and the output's lock.
 
     Everything that can be refused is checked here, before any work runs:
-    the patterns must match, the output must be usable. The output location
-    is locked for this run (pipeline/lock.py): the job's last step removes the
-    lock; a caller whose job does not get there ends it (OutputLock.end).
+    the patterns must match regular files outside the output, the output
+    must be usable. The output location is locked for this run
+    (pipeline/lock.py): the job's last step removes the lock; a caller whose
+    job does not get there ends it (OutputLock.end).
     """
     own = options.view_as(PrepOptions)
     # Beam's filesystems take their settings (--s3_endpoint_url, credentials)
     # from here; Pipeline() sets them too, but this runs before any use.
     FileSystems.set_options(options)
     reference = parse_reference_time(own.reference_time, time.time())
-    files = match_inputs(own.input, own.upload_order, options)
+    # Listed before prepare_output removes a previous run's _SUCCESS: every
+    # file of that run under the output is left out of the input, and counted.
+    selection = select_inputs(own.input, own.output, own.upload_order, options)
+    files = selection.files
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     # From here on the location is this run's: the caller releases or ends the lock.
     prepared = prepare_output(own.output, own.overwrite, run_id, options, wait=own.wait)
@@ -105,7 +109,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         "run_id": run_id,
         "reference_time": format_time(reference),
         "options": own_options(own),
-        "input": {"files": len(files), "bytes": sum(f.size for f in files)},
+        "input": {
+            "files": len(files),
+            "bytes": sum(f.size for f in files),
+            "skipped_output_files": selection.skipped_output_files,
+        },
     }
     _LOG.info("reading %d files (%d bytes) into %s", len(files), header["input"]["bytes"], own.output)
 

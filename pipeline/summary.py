@@ -123,7 +123,7 @@ def build_summary(
 
     Args:
       header: tool-independent parts: "reference_time", "options", "input"
-        (with "files" and "bytes"), "run_id".
+        (with "files", "bytes" and "skipped_output_files"), "run_id".
       tallies: merged counts from ValidateAndSplit and DeduplicateEvents.
       files: every file written.
       max_reject_ratio: the quality gate, or None.

@@ -30,7 +30,9 @@ def test_sample_run_balances_and_writes_the_layout(tmp_path):
     out = tmp_path / "out"
     assert run([SAMPLE / "*"], out) == 0
     s = summary(out)
-    assert s["input"] == {"files": 2, "bytes": s["input"]["bytes"], "lines": 25, "blank_lines": 1}
+    assert s["input"] == {
+        "files": 2, "bytes": s["input"]["bytes"], "skipped_output_files": 0, "lines": 25, "blank_lines": 1
+    }
     o = s["output"]
     assert (o["events"], o["superseded"], o["profiles"], o["groups"], o["rejected"]) == (14, 1, 6, 1, 2)
     assert o["rejected_by_reason"] == {"invalid_json": 1, "missing_time": 1}

@@ -298,7 +298,9 @@ def test_sample_gives_the_local_bytes(store, tmp_path):
     # The expectations of the local sample test, read from the store.
     s = orjson.loads(remote["_SUMMARY.json"])
     o = s["output"]
-    assert s["input"] == {"files": 2, "bytes": s["input"]["bytes"], "lines": 25, "blank_lines": 1}
+    assert s["input"] == {
+        "files": 2, "bytes": s["input"]["bytes"], "skipped_output_files": 0, "lines": 25, "blank_lines": 1
+    }
     assert (o["events"], o["superseded"], o["profiles"], o["groups"], o["rejected"]) == (14, 1, 6, 1, 2)
     assert o["rejected_by_reason"] == {"invalid_json": 1, "missing_time": 1}
     assert s["passed"] is True
@@ -639,6 +641,67 @@ def test_writability_probe_leaves_nothing_behind(store, tmp_path):
     assert list(store.read_all("")) == ["in/a.ndjson"]
 
 
+# --- the input is a set of objects -----------------------------------------------------------
+
+
+def test_a_prefix_pattern_reads_every_object_below_it(store):
+    """`in/` is every object below the prefix, at any depth; folder markers are
+    no input; `in//a.ndjson` is another key than `in/a.ndjson`, so both are read."""
+    a = ev("A", "u1", T_DAY1) + b"\n"
+    below = {  # key: (bytes, upload time)
+        "in/a.ndjson": (a, T0),
+        "in/2024/01/b.ndjson": (ev("B", "u2", T_DAY1) + b"\n" + ev("C", "u3", T_DAY2) + b"\n", T0 + 1),
+        "in/2024/01/deep/c.ndjson.gz": (gzip.compress(ev("D", "u4", T_DAY2) + b"\n", mtime=0), T0 + 2),
+        "in//a.ndjson": (a, T0 + 3),  # the same line again: superseded
+    }
+    for key, (data, at) in below.items():
+        store.upload(key, data, at)
+    store.upload("in/2024/", b"", T0)  # a folder marker
+    store.upload("inbox/x.ndjson", ev("X", "u9", T_DAY1) + b"\n", T0)  # `in` as a string prefix only
+    store.upload("other/y.ndjson", ev("Y", "u9", T_DAY1) + b"\n", T0)
+    options = PipelineOptions(store.args)
+    assert [f.path for f in match_inputs([store.url("in/")], options=options)] == [store.url(k) for k in below]
+    # The same objects through other patterns are read once.
+    twice = [store.url("in/"), store.url("in/*"), store.url("in/**.ndjson"), store.url("in//a.ndjson")]
+    assert [f.path for f in match_inputs(twice, options=options)] == [store.url(k) for k in below]
+
+    assert run_remote(store, [store.url("in/")], store.url("out")) == 0
+    s = orjson.loads(store.read_all("out/")["_SUMMARY.json"])
+    size = sum(len(data) for data, _ in below.values())
+    assert s["input"] == {"files": 4, "bytes": size, "skipped_output_files": 0, "lines": 5, "blank_lines": 0}
+    o = s["output"]
+    assert (o["events"], o["superseded"], o["rejected"], s["balanced"]) == (4, 1, 0, True)
+    assert o["events_by_day"] == {"2024-01-01": 2, "2024-01-02": 2}
+
+
+def test_output_below_the_input_prefix_is_never_read(store, capsys):
+    store.upload("data/a.ndjson", ev("A", "u1", T_DAY1) + b"\n" + b"{oops\n", T0)
+    store.upload("data/2024/b.ndjson", ev("B", "u2", T_DAY2) + b"\n", T0 + 1)
+    args = [store.url("data/")], store.url("data/out")
+    assert run_remote(store, *args) == 0
+    first = store.read_all("data/out/")
+    assert orjson.loads(first["_SUMMARY.json"])["input"]["skipped_output_files"] == 0
+
+    # The rerun's pattern covers the first run's objects: none of them is read.
+    assert run_remote(store, *args, "--overwrite") == 0
+    again = store.read_all("data/out/")
+    s = orjson.loads(again["_SUMMARY.json"])
+    assert s["input"] == {"files": 2, "bytes": s["input"]["bytes"], "skipped_output_files": len(first), "lines": 3, "blank_lines": 0}
+    assert (s["output"]["events"], s["output"]["rejected"], s["balanced"]) == (2, 1, True)
+    assert data_files(again) == data_files(first) == [
+        "events/day=2024-01-01/part-00000-of-00001.ndjson.gz",
+        "events/day=2024-01-02/part-00000-of-00001.ndjson.gz",
+        "rejects/part-00000-of-00001.ndjson.gz",
+    ]
+    assert all(again[name] == first[name] for name in data_files(first))
+
+    line = refused(capsys, run_remote(store, [store.url("data/out/**")], store.url("data/out"), "--overwrite"))
+    assert line == (
+        f"cloud-import-prep: error: input pattern '{store.url('data/out/**')}' matches no file outside "
+        f"the output location '{store.url('data/out')}' ({len(again)} files below it, never read as input)"
+    )
+
+
 # --- the real entry point in a child process ------------------------------------------------
 
 
@@ -671,7 +734,9 @@ def test_match_objects_follows_beams_glob_syntax(gcs):
     assert names("a/?.json") == ["a/x.json"]
     assert names("a/[xy].json*") == ["a/x.json", "a/y.json.gz"]
     assert names("a/x.json") == ["a/x.json"]
-    assert names("a/b/") == ["a/b/z.json"]
+    # Ending in `/`: every object below the prefix, at any depth (Beam's own `*` stays in one level).
+    assert names("a/b/") == ["a/b/c/w.json", "a/b/z.json"]
+    assert names("") == ["a/", "a/b/c/w.json", "a/b/z.json", "a/x.json", "a/y.json.gz", "ab.json"]
     assert names("*.json") == ["ab.json"]
     # The folder marker "a/" (empty, named like a folder) is no input file.
     assert [f.path for f in match_inputs([gcs.url("a/**")])] == [

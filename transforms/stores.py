@@ -70,8 +70,11 @@ def match_objects(pattern: str, options: PipelineOptions | None = None) -> list[
     """The objects a glob pattern matches, with their upload times.
 
     The glob syntax is Beam's (`*` stays within one `/` segment, `**` crosses
-    them, a pattern ending in `/` means everything below it). One listing of
-    the pattern's literal prefix, however many objects match.
+    them), but for a pattern ending in `/` (or naming a bucket alone), which
+    means every object below that prefix, at any depth: Beam appends `*`,
+    which stays within one level. One listing of the pattern's literal
+    prefix, however many objects match. Keys are taken as they are: `a//b`
+    and `a/b` are different objects.
 
     Raises:
       StoreError: the bucket does not exist, credentials are missing or
@@ -79,7 +82,7 @@ def match_objects(pattern: str, options: PipelineOptions | None = None) -> list[
     """
     scheme, bucket, key = _split(pattern)
     if not key or key.endswith("/"):
-        key += "*"
+        key += "**"
     prefix = _GLOB.match(key).group(0)  # type: ignore[union-attr]
     wanted = re.compile(FileSystem.translate_pattern(f"{scheme}://{bucket}/{key}"))
     return [o for o in _list(scheme, bucket, prefix, options) if wanted.match(o.path)]
