@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from pipeline.options import OWN_OPTIONS, PrepOptions, check_options
+from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve
 from pipeline.run import make_options
 from transforms.read import UPLOAD_ORDERS
@@ -234,6 +234,9 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
     [
         ("max_file_mb", ["1", "999", "1024", "2000"], ["0", "2001", "-1", "1.5", ""]),
         ("max_reject_ratio", ["0", "0.01", "1", "1.0", ".5"], ["1.5", "2", "-0.1", "x"]),
+        ("range_bytes", ["1048576", "1048579", "1048580", "1049000", "1100000", "2000000", "67108864",
+                         "134217728"],
+         ["1048575", "1048569", "1000", "0", "-1048576", "01048576", "1.5", ""]),
         ("run_date", ["2024-02-29"], ["2024-2-29", "yesterday"]),
         ("reference_time", ["2024-02-01T00:00:00Z", "1706745600", "2024-02-01 00:00:00+01:00"], ["now"]),
         ("input", ["gs://b/{date-1}/**", "s3://b/x/*"], ["/local/path", "b/x"]),
@@ -243,10 +246,13 @@ def test_parameter_regexes_match_what_the_tool_accepts(name, good, bad):
     (regex,) = PARAMS[name]["regexes"]
     for value in good:
         assert re.search(regex, value), value
-        if name in ("max_file_mb", "max_reject_ratio"):
+        if name in ("max_file_mb", "max_reject_ratio", "range_bytes"):
             check_options(_options(f"--{name}={value}"))
     for value in bad:
         assert not re.search(regex, value), value
+        if name == "range_bytes" and re.fullmatch(r"-?[0-9]+", value) and int(value) < 1 << 20:
+            with pytest.raises(UsageError, match="--range-bytes must be at least 1048576"):
+                _options(f"--{name}={value}")
 
 
 def _options(*extra: str) -> PrepOptions:

@@ -196,7 +196,7 @@ def _mixed_corpus(folder):
     write_input(folder / "packed.ndjson.gz", lines[::3])
 
 
-def test_tiny_ranges_lose_and_duplicate_no_line(tmp_path):
+def test_tiny_ranges_lose_and_duplicate_no_line(tmp_path, small_read_ranges):
     _mixed_corpus(tmp_path / "in")
     default, tiny = tmp_path / "default", tmp_path / "tiny"
     assert run([tmp_path / "in" / "*"], default) == 0
@@ -323,3 +323,23 @@ def test_bad_flags_are_refused_with_the_flag_named(tmp_path, capsys, flags, mess
     assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), *flags) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- options refused before any work, through the real entry point --------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        pytest.param(["--range-bytes", "1000"], "--range-bytes must be at least 1048576", id="tiny_range_bytes"),
+    ],
+)
+def test_refused_options_exit_2_with_one_line_naming_them(tmp_path, flags, named):
+    write_input(tmp_path / "in" / "a.ndjson", [ev("A", "u", T_DAY1)])
+    out = tmp_path / "out"
+    done = run_cli_process("--input", str(tmp_path / "in" / "*"), "--output", str(out), *flags)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.endswith("\n"), done.stderr
+    assert done.stderr.startswith("cloud-import-prep: error: ") and named in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not out.exists()

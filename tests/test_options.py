@@ -4,6 +4,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import PrepOptions, UsageError, check_options, format_time, parse_reference_time
+from pipeline.run import make_options
 
 FEB1 = 1_706_745_600  # 2024-02-01T00:00:00Z
 
@@ -122,3 +123,19 @@ def test_check_options_underscore_spellings():
     options = PipelineOptions(["--input", "a", "--output", "b", "--max_file_mb", "0"])
     with pytest.raises(UsageError, match="--max-file-mb"):
         check_options(options.view_as(PrepOptions))
+
+
+# make_options ----------------------------------------------------------------------------
+
+
+def refusal(argv) -> str:
+    with pytest.raises(UsageError) as raised:
+        make_options(argv)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["1000", "1048575", "0", "-1"])
+def test_range_bytes_below_one_mib_is_refused(value):
+    assert refusal(VALID + ["--range-bytes", value]) == (
+        f"--range-bytes must be at least 1048576 (1 MiB), got {value}: smaller ranges only add per-range work"
+    )
