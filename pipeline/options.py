@@ -2,6 +2,7 @@
 
 
 import argparse
+import copy
 import difflib
 import math
 import re
@@ -11,10 +12,12 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
     _BeamArgumentParser,
 )
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 from apache_beam.runners.runner import PipelineRunner, create_runner
 
 from transforms.read import UPLOAD_ORDERS
@@ -30,6 +33,8 @@ MIN_RANGE_BYTES = MIB
 TIME_UNITS = ("s", "ms")
 _UNIX_SECONDS = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")  # a value to argparse, not an option
+# Beam's rule for Cloud Storage bucket names (what it checks --temp_location against).
+_GCS_BUCKET = re.compile(PipelineOptionsValidator.GCS_BUCKET)
 
 # Options that belong to this tool (the rest are Beam's); recorded in the summary.
 OWN_OPTIONS = (
@@ -295,6 +300,22 @@ def create_checked_runner(name: str) -> PipelineRunner:
     return runner
 
 
+def check_beam_options(options: PipelineOptions, runner: PipelineRunner) -> None:
+    """Runs Beam's own option checks for `runner`, as Pipeline() runs them.
+
+    On a copy: Beam's checks also fill in defaults (Dataflow's staging
+    location, for one), which are Pipeline()'s to set when the job is built.
+
+    Raises:
+      UsageError: with Beam's findings (a missing --project, an invalid
+        --job_name, num_workers above max_num_workers, ...), on one line.
+    """
+    errors = PipelineOptionsValidator(copy.deepcopy(options), runner).validate()
+    if errors:
+        found = "; ".join(" ".join(str(e).split()).rstrip(".") for e in errors)
+        raise UsageError(f"Beam refuses these options for {type(runner).__name__}: {found}")
+
+
 def parse_reference_time(text: str | None, now: float) -> int:
     """The run's reference time in UNIX seconds.
 
@@ -363,11 +384,30 @@ def check_options(opts: PrepOptions) -> None:
             f"--range-bytes must be at least {MIN_RANGE_BYTES} (1 MiB), got {own.range_bytes}: "
             "smaller ranges only add per-range work"
         )
+    for pattern in own.input:
+        _check_gcs_bucket(pattern, "--input")
+    _check_gcs_bucket(own.output, "--output")
+    cloud = opts.view_as(GoogleCloudOptions)
+    for name in ("temp_location", "staging_location"):
+        _check_gcs_bucket(getattr(cloud, name) or "", f"--{name}")
     mode = opts.get_all_options().get("direct_running_mode")
     if mode == "multi_threading":
         raise UsageError(
             "--direct_running_mode=multi_threading is refused: Beam 2.77 loses data in "
             "that mode; use in_memory (default) or multi_processing"
+        )
+
+
+def _check_gcs_bucket(url: str, flag: str) -> None:
+    # Refused here, before any request: Google's client raises a bare
+    # ValueError for some bad names, and sends others to the service.
+    if not url.startswith("gs://"):
+        return
+    bucket = url[len("gs://") :].split("/", 1)[0]
+    if not _GCS_BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"{flag} {url!r}: {bucket!r} is not a valid Cloud Storage bucket name (3 or more "
+            "lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
         )
 
 

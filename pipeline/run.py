@@ -17,6 +17,7 @@ from pipeline.options import (
     MIB,
     PrepOptions,
     UsageError,
+    check_beam_options,
     check_options,
     create_checked_runner,
     format_time,
@@ -61,7 +62,8 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
 
     Everything Beam would refuse later, with a usage dump, a traceback or
     only a warning, is refused here first, before any work: bad option
-    values, an unknown runner, unknown options and stray words.
+    values, an unknown runner, unknown options and stray words, Beam's own
+    option checks for the runner.
 
     Raises:
       UsageError: naming the option and what is wrong with it.
@@ -72,7 +74,7 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     runner = DEFAULT_RUNNER if given is None or direct else given
     # Creating the runner loads its module, which may register options of its
     # own: only then is every option known.
-    create_checked_runner(runner)
+    created = create_checked_runner(runner)
     refuse_unknown_arguments(args)
     options = PipelineOptions(args)
     options.view_as(StandardOptions).runner = runner
@@ -85,6 +87,7 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     except PlaceholderError as err:
         raise UsageError(str(err)) from None
     check_options(own)
+    check_beam_options(options, created)
     if direct:
         _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", DEFAULT_RUNNER)
     return options

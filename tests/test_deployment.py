@@ -256,13 +256,19 @@ def test_parameter_regexes_match_what_the_tool_accepts(name, good, bad):
 
 
 def _options(*extra: str) -> PrepOptions:
-    return make_options(["--input=gs://b/{date}/*", "--output=gs://o/{date}", *extra]).view_as(PrepOptions)
+    return make_options(
+        ["--input=gs://raw-bucket/{date}/*", "--output=gs://prepared-bucket/{date}", *extra]
+    ).view_as(PrepOptions)
 
 
 def test_a_launch_with_every_example_value_parses_and_passes_the_usage_checks():
     launcher = _load(REPO / "scheduling" / "flex_template_main.py", "flex_template_main")
     params = [f"--{name}={_example(p)}" for name, p in PARAMS.items()]
     args = launcher.command_line([*params, "--sdk_container_image=img"])
+    # What Dataflow's launcher adds (Beam checks them for DataflowRunner); --dry_run
+    # keeps Beam's bucket checks off the network.
+    args += ["--project=my-project", "--region=us-central1", "--temp_location=gs://dataflow-bucket/tmp",
+             "--dry_run=True"]
     own = make_options(args).view_as(PrepOptions)  # resolves placeholders, runs check_options
     assert own.overwrite is True and own.keep_superseded is True and own.wait is False
     assert own.input == ["gs://raw-bucket/events/2024-01-31/**"]  # run_date example 2024-02-01

@@ -134,12 +134,16 @@ def test_check_options_underscore_spellings():
         check_options(options.view_as(PrepOptions))
 
 
-# make_options: unknown options, bad values, runners ----------------------------------------
+# make_options: unknown options, bad values, runners, Beam's own checks -----------------------
 
 KNOWN_HINT = "; --help lists this tool's options, and Beam's own options are accepted too"
 STRAY_HINT = (
     ": it is neither an option nor the value of one "
     "(quote --input patterns, or the shell expands them into several words)"
+)
+BUCKET_RULE = (
+    "is not a valid Cloud Storage bucket name (3 or more lowercase letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit)"
 )
 
 
@@ -230,11 +234,52 @@ def test_runners_beam_cannot_create_are_refused(runner, message):
     assert refusal(VALID + ["--runner", runner]) == message
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        pytest.param(VALID + ["--temp_location", "gs://Bad_Bucket!/x"], f"--temp_location 'gs://Bad_Bucket!/x': "
+                     f"'Bad_Bucket!' {BUCKET_RULE}", id="temp_location"),
+        pytest.param(VALID + ["--staging_location=gs://ab/staging"], f"--staging_location 'gs://ab/staging': 'ab' "
+                     f"{BUCKET_RULE}", id="staging_location_too_short"),
+        pytest.param(["--input", "/raw/*", "--output", "gs://x/"], f"--output 'gs://x/': 'x' {BUCKET_RULE}",
+                     id="output"),
+        pytest.param(["--input", "gs://raw-bucket/a/*", "--input", "gs://-raw/b/*", "--output", "/out"],
+                     f"--input 'gs://-raw/b/*': '-raw' {BUCKET_RULE}", id="second_input"),
+        pytest.param(["--input", "/raw/*", "--output", "gs://Prepared/{date}", "--run-date", "2024-02-01"],
+                     f"--output 'gs://Prepared/2024-02-01': 'Prepared' {BUCKET_RULE}", id="after_placeholders"),
+    ],
+)
+def test_invalid_bucket_names_are_refused_before_any_request(argv, message):
+    assert refusal(argv) == message
+
+
 @pytest.mark.parametrize("value", ["1000", "1048575", "0", "-1"])
 def test_range_bytes_below_one_mib_is_refused(value):
     assert refusal(VALID + ["--range-bytes", value]) == (
         f"--range-bytes must be at least 1048576 (1 MiB), got {value}: smaller ranges only add per-range work"
     )
+
+
+DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
+            "--temp_location", "gs://dataflow-bucket/tmp", "--dry_run=True"]
+
+
+@pytest.mark.parametrize(
+    "extra, found",
+    [
+        pytest.param(["--runner", "DataflowRunner"], "Missing GCS path option: temp_location; Missing GCS path option: "
+                     "staging_location; Missing required option: project; Missing required option: region",
+                     id="nothing_dataflow_needs"),
+        pytest.param(DATAFLOW + ["--num_workers", "5", "--max_num_workers", "2"],
+                     "num_workers (5) cannot exceed max_num_workers (2)", id="more_workers_than_the_maximum"),
+        pytest.param(DATAFLOW + ["--job_name", "Daily_Import"], "Invalid job_name (Daily_Import); the name must "
+                     "consist of only the characters [-a-z0-9], starting with a letter and ending with a letter or "
+                     "number", id="job_name"),
+    ],
+)
+def test_beams_own_checks_for_the_runner_are_usage_errors(extra, found):
+    # Beam raises them from Pipeline(), as a multi-line ValueError.
+    assert refusal(VALID + extra) == "Beam refuses these options for DataflowRunner: " + found
 
 
 def test_options_of_a_registered_options_class_are_known():
@@ -286,3 +331,10 @@ def test_options_of_a_registered_options_class_are_known():
 )
 def test_beams_and_our_options_are_accepted_in_every_spelling(extra, view, name, expected):
     assert getattr(make_options(VALID + extra).view_as(view), name) == expected
+
+
+def test_dataflow_options_pass_beams_checks():
+    options = make_options(VALID + DATAFLOW + ["--output", "gs://prepared-bucket/"])
+    assert options.view_as(StandardOptions).runner == "DataflowRunner"
+    # Beam's checks ran on a copy: defaults are Pipeline()'s to fill in.
+    assert options.view_as(GoogleCloudOptions).staging_location is None
