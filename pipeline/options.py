@@ -2,13 +2,23 @@
 
 
 import argparse
+import copy
+import difflib
 import math
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+from apache_beam.runners.runner import PipelineRunner, create_runner
 
 from transforms.read import UPLOAD_ORDERS
 from transforms.rules import MAX_REFERENCE_TIME
@@ -17,8 +27,14 @@ from transforms.write import COMPRESSIONS
 MIB = 1 << 20
 DEFAULT_LOCAL_RUNNER = "FnApiRunner"
 DEFAULT_RANGE_BYTES = 64 * MIB
+# Every range costs an element, an open and a seek; smaller ones only add that
+# overhead. (Tests that read small files in many ranges lower it in-process.)
+MIN_RANGE_BYTES = MIB
 TIME_UNITS = ("s", "ms")
 _UNIX_SECONDS = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]*\.?[0-9]+")  # a value to argparse, not an option
+# Beam's rule for Cloud Storage bucket names (what it checks --temp_location against).
+_GCS_BUCKET = re.compile(PipelineOptionsValidator.GCS_BUCKET)
 
 # Options that belong to this tool (the rest are Beam's); recorded in the summary.
 OWN_OPTIONS = (
@@ -146,7 +162,8 @@ class PrepOptions(PipelineOptions):
             type=int,
             default=DEFAULT_RANGE_BYTES,
             help="Size of the byte ranges uncompressed files are split into for parallel "
-            f"reading (default {DEFAULT_RANGE_BYTES}). Example: --range-bytes 134217728",
+            f"reading (default {DEFAULT_RANGE_BYTES}, at least {MIN_RANGE_BYTES}). "
+            "Example: --range-bytes 134217728",
         )
         parser.add_argument(
             "--skip-unreadable-files",
@@ -182,12 +199,121 @@ def help_text(prog: str) -> str:
         "deduplicated, day-partitioned NDJSON that Mixpanel Cloud Import loads as is, plus "
         "a rejects file with a reason for every refused line and a run summary.",
         epilog="Beam's own options are accepted too, for example --runner DataflowRunner "
-        "--project P --region R --temp_location gs://B/tmp. Local runs default to "
-        f"--runner {DEFAULT_LOCAL_RUNNER}. Exit status: 0 passed, 1 the run failed its "
-        "checks or a file could not be read or written, 2 refused before any work.",
+        "--project P --region R --temp_location gs://B/tmp; any other option is refused. "
+        f"Local runs default to --runner {DEFAULT_LOCAL_RUNNER}. Exit status: 0 passed, "
+        "1 the run failed its checks or a file could not be read or written, 2 refused "
+        "before any work (an unknown option included).",
     )
     PrepOptions._add_argparse_args(parser)
     return parser.format_help()
+
+
+class _RefusingParser(_BeamArgumentParser):
+    """Beam's argument parser, raising UsageError where argparse prints its usage and exits."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _parse_every_option(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str], _RefusingParser]:
+    # Built as Beam's PipelineOptions.get_all_options builds its parser: every
+    # registered PipelineOptions subclass (this tool's, Beam's, Dataflow's, and
+    # those of runners whose module is loaded), once per name, and no
+    # abbreviations. No -h either: the CLI answers --help before this.
+    parser = _RefusingParser(allow_abbrev=False, add_help=False)
+    classes: dict[str, type[PipelineOptions]] = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    namespace, leftovers = parser.parse_known_args(list(argv))
+    return namespace, leftovers, parser
+
+
+def parse_runner(argv: Sequence[str]) -> str | None:
+    """The --runner of a command line, once every value in it has been checked.
+
+    Raises:
+      UsageError: an option's value is refused (`--time-unit h`,
+        `--direct_num_workers abc`, `--runner` without a value), in argparse's
+        words, which name the option.
+    """
+    namespace, _, _ = _parse_every_option(argv)
+    return namespace.runner  # type: ignore[no-any-return]
+
+
+def refuse_unknown_arguments(argv: Sequence[str]) -> None:
+    """Refuses anything in argv that no registered option takes.
+
+    Beam only logs "Discarding unparseable args" for those (BEAM_NOTES 13), and
+    passes `--name=value` of unregistered names on to the runner: a misspelled
+    `--max-reject-rate` would silently leave the gate off. Call it once the
+    runner is created: a runner's module may register options of its own.
+
+    Raises:
+      UsageError: naming the first unknown option, with the closest known one,
+        or the first stray word; or as `parse_runner`.
+    """
+    _, leftovers, parser = _parse_every_option(argv)
+    if not leftovers:
+        return
+    arg = leftovers[0]
+    if arg.startswith("-") and arg not in ("-", "--") and not _NEGATIVE_NUMBER.fullmatch(arg):
+        name = arg.split("=", 1)[0]
+        known = [flag for action in parser._actions for flag in action.option_strings]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(
+            f"unknown option {name}{hint}; --help lists this tool's options, and Beam's "
+            "own options are accepted too"
+        )
+    raise UsageError(
+        f"unexpected argument {arg!r}: it is neither an option nor the value of one "
+        "(quote --input patterns, or the shell expands them into several words)"
+    )
+
+
+def create_checked_runner(name: str) -> PipelineRunner:
+    """The runner `--runner NAME` stands for, created as Beam's Pipeline creates it.
+
+    Raises:
+      UsageError: Beam knows no runner of that name, or cannot load it.
+    """
+    try:
+        runner = create_runner(name)
+    except ValueError:
+        known = StandardOptions.KNOWN_RUNNER_NAMES
+        # Compared without the "Runner" every name ends in, which would make
+        # any *Runner look close.
+        stems = {k.lower().removesuffix("runner"): k for k in known}
+        close = difflib.get_close_matches(name.lower().removesuffix("runner"), list(stems), n=1)
+        hint = f" (did you mean {stems[close[0]]}?)" if close else ""
+        raise UsageError(
+            f"--runner {name!r} is not a runner Beam knows{hint}; use one of "
+            f"{', '.join(known)}, or the module path of a PipelineRunner class"
+        ) from None
+    except (ImportError, AttributeError, TypeError) as err:
+        # A module path that does not lead to a runner class Beam can create.
+        raise UsageError(f"--runner {name!r} cannot be loaded: {err}") from None
+    if not isinstance(runner, PipelineRunner):
+        raise UsageError(f"--runner {name!r} is not a PipelineRunner class")
+    return runner
+
+
+def check_beam_options(options: PipelineOptions, runner: PipelineRunner) -> None:
+    """Runs Beam's own option checks for `runner`, as Pipeline() runs them.
+
+    On a copy: Beam's checks also fill in defaults (Dataflow's staging
+    location, for one), which are Pipeline()'s to set when the job is built.
+
+    Raises:
+      UsageError: with Beam's findings (a missing --project, an invalid
+        --job_name, num_workers above max_num_workers, ...), on one line.
+    """
+    errors = PipelineOptionsValidator(copy.deepcopy(options), runner).validate()
+    if errors:
+        found = "; ".join(" ".join(str(e).split()).rstrip(".") for e in errors)
+        raise UsageError(f"Beam refuses these options for {type(runner).__name__}: {found}")
 
 
 def parse_reference_time(text: str | None, now: float) -> int:
@@ -253,13 +379,35 @@ def check_options(opts: PrepOptions) -> None:
     ratio = own.max_reject_ratio
     if ratio is not None and not 0 <= ratio <= 1:
         raise UsageError(f"--max-reject-ratio must be between 0 and 1, got {ratio}")
-    if own.range_bytes <= 0:
-        raise UsageError(f"--range-bytes must be positive, got {own.range_bytes}")
+    if own.range_bytes < MIN_RANGE_BYTES:
+        raise UsageError(
+            f"--range-bytes must be at least {MIN_RANGE_BYTES} (1 MiB), got {own.range_bytes}: "
+            "smaller ranges only add per-range work"
+        )
+    for pattern in own.input:
+        _check_gcs_bucket(pattern, "--input")
+    _check_gcs_bucket(own.output, "--output")
+    cloud = opts.view_as(GoogleCloudOptions)
+    for name in ("temp_location", "staging_location"):
+        _check_gcs_bucket(getattr(cloud, name) or "", f"--{name}")
     mode = opts.get_all_options().get("direct_running_mode")
     if mode == "multi_threading":
         raise UsageError(
             "--direct_running_mode=multi_threading is refused: Beam 2.77 loses data in "
             "that mode; use in_memory (default) or multi_processing"
+        )
+
+
+def _check_gcs_bucket(url: str, flag: str) -> None:
+    # Refused here, before any request: Google's client raises a bare
+    # ValueError for some bad names, and sends others to the service.
+    if not url.startswith("gs://"):
+        return
+    bucket = url[len("gs://") :].split("/", 1)[0]
+    if not _GCS_BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"{flag} {url!r}: {bucket!r} is not a valid Cloud Storage bucket name (3 or more "
+            "lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
         )
 
 

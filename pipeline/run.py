@@ -17,10 +17,14 @@ from pipeline.options import (
     MIB,
     PrepOptions,
     UsageError,
+    check_beam_options,
     check_options,
+    create_checked_runner,
     format_time,
     own_options,
     parse_reference_time,
+    parse_runner,
+    refuse_unknown_arguments,
 )
 from pipeline.lock import OutputLock, held_locks
 from pipeline.output import prepare_output
@@ -55,14 +59,26 @@ def estimated_bytes(files: Sequence[InputFile]) -> int:
 
 
 def make_options(argv: Sequence[str]) -> PipelineOptions:
-    """Parses argv, defaulting to the in-process runner, and checks it."""
-    options = PipelineOptions(list(argv))
-    standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        standard.runner = DEFAULT_RUNNER
-    elif isinstance(standard.runner, str) and standard.runner.lower() in _DIRECT_NAMES:
-        _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", DEFAULT_RUNNER)
-        standard.runner = DEFAULT_RUNNER
+    """Parses argv, defaulting to the in-process runner, and checks it.
+
+    Everything Beam would refuse later, with a usage dump, a traceback or
+    only a warning, is refused here first, before any work: bad option
+    values, an unknown runner, unknown options and stray words, Beam's own
+    option checks for the runner.
+
+    Raises:
+      UsageError: naming the option and what is wrong with it.
+    """
+    args = list(argv)
+    given = parse_runner(args)
+    direct = given is not None and given.lower() in _DIRECT_NAMES
+    runner = DEFAULT_RUNNER if given is None or direct else given
+    # Creating the runner loads its module, which may register options of its
+    # own: only then is every option known.
+    created = create_checked_runner(runner)
+    refuse_unknown_arguments(args)
+    options = PipelineOptions(args)
+    options.view_as(StandardOptions).runner = runner
     own = options.view_as(PrepOptions)
     # Placeholders are resolved here, once per launch, so that workers, checks and
     # the summary all see the same concrete paths and run date.
@@ -72,6 +88,9 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     except PlaceholderError as err:
         raise UsageError(str(err)) from None
     check_options(own)
+    check_beam_options(options, created)
+    if direct:
+        _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", DEFAULT_RUNNER)
     return options
 
 

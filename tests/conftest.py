@@ -14,6 +14,13 @@ def rule_config():
     return RuleConfig(reference_time=REFERENCE_TIME)
 
 
+@pytest.fixture
+def small_read_ranges(monkeypatch):
+    """Lets --range-bytes go below its 1 MiB floor in this process, so that small test
+    files are still read in many ranges (run_cli_process(small_read_ranges=True) in a child)."""
+    monkeypatch.setattr("pipeline.options.MIN_RANGE_BYTES", 1)
+
+
 def pytest_configure(config):
     # Beam's TestPipeline is a class named Test*, not a test class.
     config.addinivalue_line(

@@ -31,10 +31,26 @@ def run_cli(*args: str) -> int:
     return main([*args])
 
 
-def run_cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Runs `python -m pipeline` in a child process."""
+# `python -m pipeline` with the --range-bytes floor lifted, as conftest's
+# small_read_ranges does in this process (the zone is set first, as the CLI does).
+_SMALL_RANGES_MAIN = (
+    "import sys; from pipeline import cli; cli._use_utc(); import pipeline.options as o; "
+    "o.MIN_RANGE_BYTES = 1; sys.exit(cli.main())"
+)
+
+
+def run_cli_process(
+    *args: str, env: dict[str, str] | None = None, small_read_ranges: bool = False
+) -> subprocess.CompletedProcess:
+    """Runs `python -m pipeline` in a child process.
+
+    Args:
+      small_read_ranges: allow --range-bytes below its 1 MiB floor, so that
+        small test files are still read in many ranges.
+    """
+    main = ["-c", _SMALL_RANGES_MAIN] if small_read_ranges else ["-m", "pipeline"]
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [sys.executable, *main, *args],
         capture_output=True,
         text=True,
         cwd=REPO,

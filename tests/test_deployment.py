@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from pipeline.options import OWN_OPTIONS, PrepOptions, check_options
+from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve
 from pipeline.run import make_options
 from transforms.read import UPLOAD_ORDERS
@@ -234,6 +234,9 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
     [
         ("max_file_mb", ["1", "999", "1024", "2000"], ["0", "2001", "-1", "1.5", ""]),
         ("max_reject_ratio", ["0", "0.01", "1", "1.0", ".5"], ["1.5", "2", "-0.1", "x"]),
+        ("range_bytes", ["1048576", "1048579", "1048580", "1049000", "1100000", "2000000", "67108864",
+                         "134217728"],
+         ["1048575", "1048569", "1000", "0", "-1048576", "01048576", "1.5", ""]),
         ("run_date", ["2024-02-29"], ["2024-2-29", "yesterday"]),
         ("reference_time", ["2024-02-01T00:00:00Z", "1706745600", "2024-02-01 00:00:00+01:00"], ["now"]),
         ("input", ["gs://b/{date-1}/**", "s3://b/x/*"], ["/local/path", "b/x"]),
@@ -243,20 +246,29 @@ def test_parameter_regexes_match_what_the_tool_accepts(name, good, bad):
     (regex,) = PARAMS[name]["regexes"]
     for value in good:
         assert re.search(regex, value), value
-        if name in ("max_file_mb", "max_reject_ratio"):
+        if name in ("max_file_mb", "max_reject_ratio", "range_bytes"):
             check_options(_options(f"--{name}={value}"))
     for value in bad:
         assert not re.search(regex, value), value
+        if name == "range_bytes" and re.fullmatch(r"-?[0-9]+", value) and int(value) < 1 << 20:
+            with pytest.raises(UsageError, match="--range-bytes must be at least 1048576"):
+                _options(f"--{name}={value}")
 
 
 def _options(*extra: str) -> PrepOptions:
-    return make_options(["--input=gs://b/{date}/*", "--output=gs://o/{date}", *extra]).view_as(PrepOptions)
+    return make_options(
+        ["--input=gs://raw-bucket/{date}/*", "--output=gs://prepared-bucket/{date}", *extra]
+    ).view_as(PrepOptions)
 
 
 def test_a_launch_with_every_example_value_parses_and_passes_the_usage_checks():
     launcher = _load(REPO / "scheduling" / "flex_template_main.py", "flex_template_main")
     params = [f"--{name}={_example(p)}" for name, p in PARAMS.items()]
     args = launcher.command_line([*params, "--sdk_container_image=img"])
+    # What Dataflow's launcher adds (Beam checks them for DataflowRunner); --dry_run
+    # keeps Beam's bucket checks off the network.
+    args += ["--project=my-project", "--region=us-central1", "--temp_location=gs://dataflow-bucket/tmp",
+             "--dry_run=True"]
     own = make_options(args).view_as(PrepOptions)  # resolves placeholders, runs check_options
     assert own.overwrite is True and own.keep_superseded is True and own.wait is False
     assert own.input == ["gs://raw-bucket/events/2024-01-31/**"]  # run_date example 2024-02-01

@@ -106,7 +106,7 @@ def test_the_order_in_which_input_files_are_named_does_not_change_the_output(pre
 
 
 @pytest.mark.parametrize("range_bytes", [4093, 131_071])
-def test_the_read_range_size_does_not_change_the_output(prepared, range_bytes):
+def test_the_read_range_size_does_not_change_the_output(prepared, range_bytes, small_read_ranges):
     root, paths, expected = prepared
     out = root / f"ranges-{range_bytes}"
     args = [a for p in paths for a in ("--input", str(p))]
@@ -122,7 +122,7 @@ def test_two_worker_processes_given_the_files_in_another_order_and_other_ranges(
     args = [a for p in reversed(paths) for a in ("--input", str(p))]
     child = run_cli_process(
         *args, "--output", str(out), "--range-bytes", "65521", *FLAGS,
-        "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2", small_read_ranges=True,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     files, s = _result(out)

@@ -198,7 +198,7 @@ def _mixed_corpus(folder):
     write_input(folder / "packed.ndjson.gz", lines[::3])
 
 
-def test_tiny_ranges_lose_and_duplicate_no_line(tmp_path):
+def test_tiny_ranges_lose_and_duplicate_no_line(tmp_path, small_read_ranges):
     _mixed_corpus(tmp_path / "in")
     default, tiny = tmp_path / "default", tmp_path / "tiny"
     assert run([tmp_path / "in" / "*"], default) == 0
@@ -325,3 +325,45 @@ def test_bad_flags_are_refused_with_the_flag_named(tmp_path, capsys, flags, mess
     assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), *flags) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- options refused before any work, through the real entry point --------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        pytest.param(["--max-reject-rate", "0.01"], "unknown option --max-reject-rate", id="misspelled_gate"),
+        pytest.param(["--keep-supersede"], "unknown option --keep-supersede", id="misspelled_flag"),
+        pytest.param(["--runner", "NoSuchRunner"], "--runner 'NoSuchRunner'", id="unknown_runner"),
+        pytest.param(["--temp_location", "gs://Bad_Bucket!/x"], "--temp_location 'gs://Bad_Bucket!/x'",
+                     id="bad_bucket_name"),
+        pytest.param(["--output", "gs://x/"], "--output 'gs://x/'", id="bad_output_bucket_name"),
+        pytest.param(["--range-bytes", "1000"], "--range-bytes must be at least 1048576", id="tiny_range_bytes"),
+        pytest.param(["--time-unit", "h"], "argument --time-unit/--time_unit: invalid choice: 'h'",
+                     id="argparse_choice"),
+        pytest.param(["--direct_num_workers", "abc"], "argument --direct_num_workers: invalid int value: 'abc'",
+                     id="beams_int"),
+    ],
+)
+def test_refused_options_exit_2_with_one_line_naming_them(tmp_path, flags, named):
+    write_input(tmp_path / "in" / "a.ndjson", [ev("A", "u", T_DAY1)])
+    out = tmp_path / "out"
+    done = run_cli_process("--input", str(tmp_path / "in" / "*"), "--output", str(out), *flags)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.endswith("\n"), done.stderr
+    assert done.stderr.startswith("cloud-import-prep: error: ") and named in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not out.exists()
+
+
+def test_beam_options_in_equals_form_run_the_job(tmp_path):
+    write_input(tmp_path / "in" / "a.ndjson", [ev("A", "u", T_DAY1), ev("B", "u", T_DAY2)])
+    out = tmp_path / "out"
+    done = run_cli_process(
+        "--input", str(tmp_path / "in" / "*"), "--output", str(out), f"--reference-time={REF}",
+        "--runner=DirectRunner", "--experiments=cloud_import_prep_e2e", "--direct_num_workers=1",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Discarding" not in done.stderr and "Unparseable" not in done.stderr
+    assert summary(out)["passed"] is True and summary(out)["output"]["events"] == 2

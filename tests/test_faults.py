@@ -200,7 +200,9 @@ def test_skip_unreadable_files_lists_the_file_keeps_what_was_read_and_processes_
     assert s["options"]["skip_unreadable_files"] is True
 
 
-def test_a_file_that_vanishes_after_the_launch_fails_the_run_or_is_skipped(tmp_path, monkeypatch, capsys):
+def test_a_file_that_vanishes_after_the_launch_fails_the_run_or_is_skipped(
+    tmp_path, monkeypatch, capsys, small_read_ranges
+):
     write_input(tmp_path / "in" / "a.ndjson", GOOD)
     victim = write_input(tmp_path / "in" / "b.ndjson", [ev("Gone", "u", T0)] * 400)
     real_prepare = pipeline.run.prepare_output

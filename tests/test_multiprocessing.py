@@ -60,7 +60,7 @@ def _files(out: Path) -> dict[str, bytes]:
     return files
 
 
-def test_multi_processing_writes_the_same_files_as_in_process(tmp_path):
+def test_multi_processing_writes_the_same_files_as_in_process(tmp_path, small_read_ranges):
     _corpus(tmp_path / "raw")
     pattern = str(tmp_path / "raw" / "*")
     single, multi = tmp_path / "single", tmp_path / "multi"
@@ -68,7 +68,7 @@ def test_multi_processing_writes_the_same_files_as_in_process(tmp_path):
     assert run_cli("--input", pattern, "--output", str(single), "--reference-time", REF, *SPLIT) == 0
     child = run_cli_process(
         "--input", pattern, "--output", str(multi), "--reference-time", REF, *SPLIT,
-        "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2", small_read_ranges=True,
     )
     assert child.returncode == 0, child.stderr[-3000:]
 

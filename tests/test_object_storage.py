@@ -317,7 +317,7 @@ def test_sample_gives_the_local_bytes(store, tmp_path):
     assert_no_temporary_objects(store, "prepared/")
 
 
-def test_recursive_glob_and_small_ranges_give_the_local_bytes(store, tmp_path):
+def test_recursive_glob_and_small_ranges_give_the_local_bytes(store, tmp_path, small_read_ranges):
     """`**` across prefixes; uncompressed objects read in many ranges (seeks on the
     remote handle); two objects with the same upload time (S3's 1 s precision)."""
     local_in = tmp_path / "in"

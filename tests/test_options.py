@@ -1,9 +1,19 @@
-"""Tests of pipeline/options.py: the reference time and the checks on flags."""
+"""Tests of pipeline/options.py: the reference time and the checks on flags, known and unknown."""
 
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    PortableOptions,
+    SetupOptions,
+    StandardOptions,
+    WorkerOptions,
+)
 
 from pipeline.options import PrepOptions, UsageError, check_options, format_time, parse_reference_time
+from pipeline.run import make_options
 
 FEB1 = 1_706_745_600  # 2024-02-01T00:00:00Z
 
@@ -122,3 +132,209 @@ def test_check_options_underscore_spellings():
     options = PipelineOptions(["--input", "a", "--output", "b", "--max_file_mb", "0"])
     with pytest.raises(UsageError, match="--max-file-mb"):
         check_options(options.view_as(PrepOptions))
+
+
+# make_options: unknown options, bad values, runners, Beam's own checks -----------------------
+
+KNOWN_HINT = "; --help lists this tool's options, and Beam's own options are accepted too"
+STRAY_HINT = (
+    ": it is neither an option nor the value of one "
+    "(quote --input patterns, or the shell expands them into several words)"
+)
+BUCKET_RULE = (
+    "is not a valid Cloud Storage bucket name (3 or more lowercase letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit)"
+)
+
+
+def refusal(argv) -> str:
+    with pytest.raises(UsageError) as raised:
+        make_options(argv)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        pytest.param(["--max-reject-rate", "0.01"], "unknown option --max-reject-rate (did you mean --max-reject-ratio?)",
+                     id="misspelled_gate"),
+        pytest.param(["--max-reject-rate=0.01"], "unknown option --max-reject-rate (did you mean --max-reject-ratio?)",
+                     id="misspelled_gate_with_equals"),
+        pytest.param(["--keep-supersede"], "unknown option --keep-supersede (did you mean --keep-superseded?)",
+                     id="misspelled_flag"),
+        pytest.param(["--inptu", "x"], "unknown option --inptu (did you mean --input?)", id="misspelled_input"),
+        # argparse would take these as --max-reject-ratio and --runner, were abbreviations allowed.
+        pytest.param(["--max-reject", "0.5"], "unknown option --max-reject (did you mean --max-reject-ratio?)",
+                     id="abbreviation_of_ours"),
+        pytest.param(["--runn", "FnApiRunner"], "unknown option --runn (did you mean --runner?)",
+                     id="abbreviation_of_beams"),
+        pytest.param(["-input", "/raw/b.json"], "unknown option -input (did you mean --input?)", id="single_dash"),
+        # Beam would pass an unregistered --name=value on to the runner.
+        pytest.param(["--zzz=1"], "unknown option --zzz", id="unregistered_with_value"),
+    ],
+)
+def test_unknown_options_are_refused_naming_the_closest_known_one(extra, message):
+    assert refusal(VALID + extra) == message + KNOWN_HINT
+
+
+@pytest.mark.parametrize(
+    "argv, word",
+    [
+        pytest.param(VALID + ["stray"], "stray", id="stray_word"),
+        pytest.param(["--input", "/raw/a.json", "/raw/b.json", "--output", "/out"], "/raw/b.json",
+                     id="glob_expanded_by_the_shell"),
+        pytest.param(VALID + ["--overwrite", "true"], "true", id="value_after_a_flag"),
+        pytest.param(VALID + ["--", "--inptu"], "--", id="double_dash"),
+    ],
+)
+def test_stray_words_are_refused(argv, word):
+    assert refusal(argv) == f"unexpected argument {word!r}" + STRAY_HINT
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        pytest.param(["--time-unit", "h"], "argument --time-unit/--time_unit: invalid choice: 'h' (choose from 's', 'ms')",
+                     id="our_choice"),
+        pytest.param(["--max-file-mb", "x"], "argument --max-file-mb/--max_file_mb: invalid int value: 'x'",
+                     id="our_int"),
+        pytest.param(["--direct_num_workers", "abc"], "argument --direct_num_workers: invalid int value: 'abc'",
+                     id="beams_int"),
+        pytest.param(["--direct_running_mode", "fast"],
+                     "argument --direct_running_mode: invalid choice: 'fast' "
+                     "(choose from 'in_memory', 'multi_threading', 'multi_processing')",
+                     id="beams_choice"),
+        pytest.param(["--runner"], "argument --runner: expected one argument", id="missing_value"),
+    ],
+)
+def test_values_argparse_refuses_are_usage_errors_not_a_usage_dump_and_exit(extra, message):
+    # Without the check, argparse prints its usage and raises SystemExit.
+    assert refusal(VALID + extra) == message
+
+
+KNOWN_RUNNERS = ", ".join(StandardOptions.KNOWN_RUNNER_NAMES)
+
+
+@pytest.mark.parametrize(
+    "runner, message",
+    [
+        pytest.param("NoSuchRunner", f"--runner 'NoSuchRunner' is not a runner Beam knows; use one of {KNOWN_RUNNERS}, "
+                     "or the module path of a PipelineRunner class", id="unknown"),
+        pytest.param("Dataflw", f"--runner 'Dataflw' is not a runner Beam knows (did you mean DataflowRunner?); use one "
+                     f"of {KNOWN_RUNNERS}, or the module path of a PipelineRunner class", id="misspelled"),
+        pytest.param("os.nothing", "--runner 'os.nothing' cannot be loaded: module 'os' has no attribute 'nothing'",
+                     id="no_such_class"),
+        pytest.param("no_such_module.Runner", "--runner 'no_such_module.Runner' cannot be loaded: "
+                     "No module named 'no_such_module'", id="no_such_module"),
+        pytest.param("collections.OrderedDict", "--runner 'collections.OrderedDict' is not a PipelineRunner class",
+                     id="not_a_runner"),
+    ],
+)
+def test_runners_beam_cannot_create_are_refused(runner, message):
+    assert refusal(VALID + ["--runner", runner]) == message
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        pytest.param(VALID + ["--temp_location", "gs://Bad_Bucket!/x"], f"--temp_location 'gs://Bad_Bucket!/x': "
+                     f"'Bad_Bucket!' {BUCKET_RULE}", id="temp_location"),
+        pytest.param(VALID + ["--staging_location=gs://ab/staging"], f"--staging_location 'gs://ab/staging': 'ab' "
+                     f"{BUCKET_RULE}", id="staging_location_too_short"),
+        pytest.param(["--input", "/raw/*", "--output", "gs://x/"], f"--output 'gs://x/': 'x' {BUCKET_RULE}",
+                     id="output"),
+        pytest.param(["--input", "gs://raw-bucket/a/*", "--input", "gs://-raw/b/*", "--output", "/out"],
+                     f"--input 'gs://-raw/b/*': '-raw' {BUCKET_RULE}", id="second_input"),
+        pytest.param(["--input", "/raw/*", "--output", "gs://Prepared/{date}", "--run-date", "2024-02-01"],
+                     f"--output 'gs://Prepared/2024-02-01': 'Prepared' {BUCKET_RULE}", id="after_placeholders"),
+    ],
+)
+def test_invalid_bucket_names_are_refused_before_any_request(argv, message):
+    assert refusal(argv) == message
+
+
+@pytest.mark.parametrize("value", ["1000", "1048575", "0", "-1"])
+def test_range_bytes_below_one_mib_is_refused(value):
+    assert refusal(VALID + ["--range-bytes", value]) == (
+        f"--range-bytes must be at least 1048576 (1 MiB), got {value}: smaller ranges only add per-range work"
+    )
+
+
+DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
+            "--temp_location", "gs://dataflow-bucket/tmp", "--dry_run=True"]
+
+
+@pytest.mark.parametrize(
+    "extra, found",
+    [
+        pytest.param(["--runner", "DataflowRunner"], "Missing GCS path option: temp_location; Missing GCS path option: "
+                     "staging_location; Missing required option: project; Missing required option: region",
+                     id="nothing_dataflow_needs"),
+        pytest.param(DATAFLOW + ["--num_workers", "5", "--max_num_workers", "2"],
+                     "num_workers (5) cannot exceed max_num_workers (2)", id="more_workers_than_the_maximum"),
+        pytest.param(DATAFLOW + ["--job_name", "Daily_Import"], "Invalid job_name (Daily_Import); the name must "
+                     "consist of only the characters [-a-z0-9], starting with a letter and ending with a letter or "
+                     "number", id="job_name"),
+    ],
+)
+def test_beams_own_checks_for_the_runner_are_usage_errors(extra, found):
+    # Beam raises them from Pipeline(), as a multi-line ValueError.
+    assert refusal(VALID + extra) == "Beam refuses these options for DataflowRunner: " + found
+
+
+def test_options_of_a_registered_options_class_are_known():
+    """The known options are every registered PipelineOptions subclass's, not a list of ours."""
+    argv = VALID + ["--cloud_import_prep_test_flavour", "x"]
+    assert refusal(argv) == "unknown option --cloud_import_prep_test_flavour" + KNOWN_HINT
+
+    class FlavourOptions(PipelineOptions):
+        @classmethod
+        def _add_argparse_args(cls, parser):
+            parser.add_argument("--cloud_import_prep_test_flavour")
+
+    assert make_options(argv).view_as(FlavourOptions).cloud_import_prep_test_flavour == "x"
+
+
+@pytest.mark.parametrize(
+    "extra, view, name, expected",
+    [
+        pytest.param(["--runner", "DirectRunner"], StandardOptions, "runner", "FnApiRunner", id="direct_runner"),
+        pytest.param(["--runner=DirectRunner"], StandardOptions, "runner", "FnApiRunner", id="direct_runner_equals"),
+        pytest.param(["--runner", "FnApiRunner"], StandardOptions, "runner", "FnApiRunner", id="fn_api_runner"),
+        pytest.param(["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK"],
+                     PortableOptions, "environment_type", "LOOPBACK", id="portable_runner"),
+        pytest.param(["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"], DirectOptions,
+                     "direct_num_workers", 2, id="direct_num_workers"),
+        pytest.param(["--direct_num_workers=2", "--direct_running_mode=multi_processing"], DirectOptions,
+                     "direct_running_mode", "multi_processing", id="direct_running_mode_equals"),
+        pytest.param(["--experiments", "x"], DebugOptions, "experiments", ["x"], id="experiments"),
+        pytest.param(["--experiments", "a", "--experiments=b,c", "--experiment", "d"], DebugOptions, "experiments",
+                     ["a", "b", "c", "d"], id="experiments_repeated_and_comma_separated"),
+        pytest.param(["--temp_location", "/tmp/x"], GoogleCloudOptions, "temp_location", "/tmp/x",
+                     id="local_temp_location"),
+        pytest.param(["--temp_location=gs://my-bucket/tmp"], GoogleCloudOptions, "temp_location",
+                     "gs://my-bucket/tmp", id="gcs_temp_location"),
+        pytest.param(["--save_main_session"], SetupOptions, "save_main_session", True, id="save_main_session"),
+        pytest.param(["--dataflow_service_options=enable_hot_key_logging", "--dataflow_service_options", "x=1"],
+                     GoogleCloudOptions, "dataflow_service_options", ["enable_hot_key_logging", "x=1"],
+                     id="dataflow_service_options"),
+        pytest.param(["--sdk_container_image", "r/p/i:1"], WorkerOptions, "sdk_container_image", "r/p/i:1",
+                     id="sdk_container_image"),
+        pytest.param(["--no_use_public_ips"], WorkerOptions, "use_public_ips", False, id="negative_flag"),
+        pytest.param(["--machine_type=n2-standard-4"], WorkerOptions, "machine_type", "n2-standard-4",
+                     id="alias_spelling"),
+        pytest.param(["--max-reject-ratio=0.01"], PrepOptions, "max_reject_ratio", 0.01, id="ours_with_equals"),
+        pytest.param(["--keep_superseded"], PrepOptions, "keep_superseded", True, id="ours_underscored"),
+        pytest.param(["--range-bytes", "1048576"], PrepOptions, "range_bytes", 1 << 20, id="smallest_range_bytes"),
+        pytest.param(["--reference-time", "-1"], PrepOptions, "reference_time", "-1", id="negative_number_value"),
+    ],
+)
+def test_beams_and_our_options_are_accepted_in_every_spelling(extra, view, name, expected):
+    assert getattr(make_options(VALID + extra).view_as(view), name) == expected
+
+
+def test_dataflow_options_pass_beams_checks():
+    options = make_options(VALID + DATAFLOW + ["--output", "gs://prepared-bucket/"])
+    assert options.view_as(StandardOptions).runner == "DataflowRunner"
+    # Beam's checks ran on a copy: defaults are Pipeline()'s to fill in.
+    assert options.view_as(GoogleCloudOptions).staging_location is None

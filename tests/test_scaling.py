@@ -28,7 +28,7 @@ def _graph(tmp_path, *flags):
     return labels.transforms
 
 
-def test_ranges_are_reshuffled_before_they_are_read(tmp_path):
+def test_ranges_are_reshuffled_before_they_are_read(tmp_path, small_read_ranges):
     graph = _graph(tmp_path, "--range-bytes", "64")
     assert isinstance(graph["ReadRawLines/SpreadRanges"], beam.Reshuffle)
     names = list(graph)
