@@ -469,15 +469,26 @@ class OutputLock:
     def end(self, stopped_by: str) -> None:
         """Marks the lock as left by a run that stopped without finishing; --overwrite takes it.
 
+        A run that stopped before it wrote anything (the location holds its
+        lock alone) leaves the location as it found it: the lock is removed.
         A lock that the run's last step already removed, or that is no longer
         this run's, is left alone.
         """
         try:
             if self.holds():
+                if self._holds_nothing_else():
+                    self.release()
+                    return
                 self._update(dataclasses.replace(self.holder, state=ENDED, stopped_by=stopped_by))
-        except (StoreError, OSError) as err:
+        except (StoreError, BeamIOError, OSError) as err:
             _LOG.warning("could not mark the lock of %s as ended: %s", self.output, err)
         self._close()
+
+    def _holds_nothing_else(self) -> bool:
+        if self.taken_from is not None or self.holder.previous_files:
+            return False
+        (found,) = FileSystems.match([FileSystems.join(self.output, "**")])
+        return [m.path for m in found.metadata_list] == [self.path]
 
     def release(self) -> None:
         """Removes the lock (when it is still this run's) and stops holding it."""

@@ -142,9 +142,20 @@ def test_local_lock_of_a_killed_process_is_taken_back_only_with_overwrite(tmp_pa
     taken.release()
 
 
+def test_a_run_that_ends_before_writing_anything_leaves_the_location_as_it_found_it(tmp_path):
+    root = str(tmp_path / "out")
+    OutputLock.acquire(root, "run-1", overwrite=False).end("the run failed")
+    assert not os.path.exists(root)
+    os.makedirs(root)
+    OutputLock.acquire(root, "run-2", overwrite=False).end("the run failed")
+    assert os.listdir(root) == []
+
+
 def test_ending_a_lock_marks_it_and_a_run_that_took_it_over_keeps_it(tmp_path):
     root = str(tmp_path / "out")
     first = OutputLock.acquire(root, "run-1", overwrite=False)
+    with open(os.path.join(root, "written-meanwhile"), "wb"):
+        pass
     first.end("the run failed")
     assert (read_lock(root)["state"], read_lock(root)["stopped_by"]) == (ENDED, "the run failed")
     second = OutputLock.acquire(root, "run-2", overwrite=True)
@@ -271,8 +282,15 @@ def test_store_lock_heartbeat_refreshes_it_and_stops_once_the_last_step_removed_
 def test_store_lock_ended_by_a_failed_run_is_taken_back_with_overwrite(bucket_url):
     url, options = bucket_url
     failed = OutputLock.acquire(url, "run-1", overwrite=False, options=options)
+    lock_module._ObjectLockFile(url + "/events/day=2024-01-01/part-00000-of-00001.ndjson", options).write(b"x", None)
     failed.end("the run failed")
     assert (stored(url, options).state, stored(url, options).stopped_by) == (ENDED, "the run failed")
     with pytest.raises(LockError, match="it ended: the run failed. Pass --overwrite"):
         OutputLock.acquire(url, "run-2", overwrite=False, options=options)
     OutputLock.acquire(url, "run-2", overwrite=True, options=options).release()
+
+
+def test_a_store_run_that_ends_before_writing_anything_removes_its_lock(bucket_url):
+    url, options = bucket_url
+    OutputLock.acquire(url, "run-1", overwrite=False, options=options).end("the run failed")
+    assert stored(url, options) is None

@@ -271,11 +271,13 @@ def test_a_killed_overwrite_of_a_finished_run_never_leaves_a_summary_claiming_a_
 
 
 def _stop_with(site: Site, signum: signal.Signals, tmp_path: Path) -> None:
+    """Stops a run that has moved a first file into place, with others still temporary."""
     output = site.new_output()
-    child = site.start(output, pause_at="write", marker=tmp_path / "paused")
+    child = site.start(output, pause_at="move", marker=tmp_path / "paused")
     wait_for_pause(child, tmp_path / "paused")
     run_id = lock_of(site.read(output))["run_id"]
     assert any(name.startswith(f"_temporary/{run_id}/") for name in site.read(output))
+    assert any(not name.startswith("_") for name in site.read(output))
     child.send_signal(signum)
     _, err = child.communicate(timeout=60)
 
@@ -303,3 +305,17 @@ def test_sigterm_stops_the_run_in_one_line_and_the_retry_works(site, tmp_path):
 
 def test_sigint_stops_the_run_in_one_line_and_the_retry_works(local_site, tmp_path):
     _stop_with(local_site, signal.SIGINT, tmp_path)
+
+
+def test_a_run_stopped_before_it_wrote_anything_leaves_the_location_as_it_found_it(local_site, tmp_path):
+    output = local_site.new_output()
+    child = local_site.start(output, pause_at="write", marker=tmp_path / "paused")
+    wait_for_pause(child, tmp_path / "paused")
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 143
+    assert "stopped by SIGTERM" in one_error_line(err)
+    assert local_site.read(output) == {}  # its temporary files and its lock are gone
+    status, err = local_site.run(output)  # so a plain rerun works, without --overwrite
+    assert status == 0, err
+    assert_same_as_reference(local_site.read(output), local_site.reference)
