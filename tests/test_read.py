@@ -9,6 +9,7 @@ import pytest
 import zstandard
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from e2e import read_json_lines, run_cli, summary
 
 from transforms.read import InputError, InputFile, ReadRawLines, match_inputs
 
@@ -265,8 +266,6 @@ def test_read_raw_lines_reads_by_content(tmp_path, name, data, range_bytes):
 def test_compression_by_content_end_to_end(tmp_path):
     """Before: gzip data not named .gz was rejected line by line as invalid_utf8,
     and a plain file named .gz failed the run as "not a gzipped file"."""
-    from e2e import read_json_lines, run_cli, summary  # noqa: PLC0415
-
     inputs = tmp_path / "in"
     inputs.mkdir()
     write(inputs / "a.ndjson.gzip", gzip.compress(b"".join(CONTENT_LINES[:100]), mtime=0), 10)
