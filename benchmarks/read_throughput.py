@@ -2,15 +2,18 @@
 
 Writes a deterministic NDJSON file (200 MB by default), uploads it to a
 gcp-storage-emulator started on a free 127.0.0.1 port (tests/emulators.py),
-then reads both copies with the pipeline's own reading code: the file is cut
-into ranges as ReadRawLines does (`plan_ranges`, --range-bytes), and each
-range is read like `_ReadRange` reads it: `FileSystems.open`, a seek to the
-range's start, 8 MB chunks split into lines by `iter_line_batches`. Prints
-MB/s per run and the median of the runs for each; checks that both copies
-give the same number of lines. Figures only, nothing is asserted about speed.
+then reads both copies with the pipeline's own reading code: the file is
+listed and cut into ranges as ReadRawLines does (`match_inputs`,
+`plan_ranges`, --range-bytes), and each range is read by the reader
+`_ReadRange` uses: the listed version opened (ranged GETs of the listed GCS
+generation; a local file checked against its listed size and time), its first
+bytes looked at, a seek to the range's start, 8 MB chunks split into lines by
+`iter_line_batches`. Prints MB/s per run and the median of the runs for each;
+checks that both copies give the same number of lines. Figures only, nothing
+is asserted about speed.
 
 The emulator is a single-process Python HTTP server: its figure bounds the
-product's remote-read path from below (HTTP, Beam's GCS reader, chunking);
+product's remote-read path from below (HTTP, the storage client, chunking);
 real GCS throughput depends on the network and on how many workers read
 ranges at once.
 
@@ -34,12 +37,11 @@ if __package__ in (None, ""):
 sys.path.insert(0, str(REPO / "tests"))  # the emulator launcher
 
 from apache_beam.internal.gcp import auth  # noqa: E402
-from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
-from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from emulators import gcs_emulator  # noqa: E402
 
 from pipeline.options import DEFAULT_RANGE_BYTES  # noqa: E402
-from transforms.ranges import iter_line_batches, plan_ranges  # noqa: E402
+from transforms.ranges import plan_ranges  # noqa: E402
+from transforms.read import _RangeReader, match_inputs  # noqa: E402
 
 MB = 1_000_000
 
@@ -67,11 +69,13 @@ def write_corpus(path: Path, size: int) -> int:
 
 def read_all(path: str, size: int, range_bytes: int) -> int:
     """Reads every line of `path` range by range, as the pipeline does; returns the count."""
+    (listed,) = match_inputs([path])
+    assert listed.size == size
+    reader = _RangeReader()
     count = 0
-    for file_range in plan_ranges(0, path, size, False, range_bytes):
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            for _offsets, lines in iter_line_batches(handle, file_range.start, file_range.end):
-                count += len(lines)
+    for file_range in plan_ranges(0, path, size, False, range_bytes, listed.version):
+        for _offsets, lines in reader.batches(file_range):
+            count += len(lines)
     return count
 
 

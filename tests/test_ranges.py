@@ -7,7 +7,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms.ranges import BOM, UNBOUNDED, FileRange, iter_line_batches, plan_ranges
+from transforms.compression import BZIP2, DEFLATE, GZIP, LZMA, UNCOMPRESSED, ZSTD
+from transforms.ranges import (
+    BOM,
+    UNBOUNDED,
+    FileRange,
+    Reading,
+    iter_line_batches,
+    plan_ranges,
+    range_reading,
+)
 
 
 def reference_lines(data):
@@ -80,7 +89,9 @@ def read_all_ranges(data, range_bytes, chunk_bytes):
     ],
 )
 def test_plan_ranges(size, compressed, range_bytes, expected):
-    assert plan_ranges(3, "p", size, compressed, range_bytes) == expected
+    # Every range carries the file's listed size and version, for the reader to check.
+    expected = [r._replace(size=size, version="v7") for r in expected]
+    assert plan_ranges(3, "p", size, compressed, range_bytes, "v7") == expected
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 64, 65, 1000])
@@ -96,6 +107,40 @@ def test_plan_ranges_covers_file_exactly_once(size, range_bytes):
 def test_plan_ranges_refuses_non_positive_range_bytes(range_bytes):
     with pytest.raises(ValueError, match="range_bytes"):
         plan_ranges(0, "p", 100, False, range_bytes)
+
+
+# range_reading: the plan (by name) corrected by the content -------------------------
+
+PLAIN_BY_NAME = plan_ranges(1, "a.ndjson", 25, False, 10, "v")  # [0,10) [10,20) [20,25)
+GZ_BY_NAME = plan_ranges(1, "a.ndjson.gz", 25, True, 10, "v")  # [0, UNBOUNDED)
+
+
+@pytest.mark.parametrize(
+    "file_range, kind, expected",
+    [
+        pytest.param(PLAIN_BY_NAME[0], UNCOMPRESSED, Reading(UNCOMPRESSED, 0, 10), id="plain_as_planned_first"),
+        pytest.param(PLAIN_BY_NAME[1], UNCOMPRESSED, Reading(UNCOMPRESSED, 10, 20), id="plain_as_planned_middle"),
+        pytest.param(PLAIN_BY_NAME[2], UNCOMPRESSED, Reading(UNCOMPRESSED, 20, 25), id="plain_as_planned_last"),
+        pytest.param(PLAIN_BY_NAME[0], GZIP, Reading(GZIP, 0, UNBOUNDED), id="gzip_named_plain_first_reads_all"),
+        pytest.param(PLAIN_BY_NAME[1], GZIP, None, id="gzip_named_plain_middle_reads_nothing"),
+        pytest.param(PLAIN_BY_NAME[2], ZSTD, None, id="zstd_named_plain_last_reads_nothing"),
+        pytest.param(GZ_BY_NAME[0], GZIP, Reading(GZIP, 0, UNBOUNDED), id="gzip_as_planned"),
+        pytest.param(GZ_BY_NAME[0], UNCOMPRESSED, Reading(UNCOMPRESSED, 0, UNBOUNDED), id="plain_named_gz_read_whole"),
+        pytest.param(GZ_BY_NAME[0], BZIP2, Reading(BZIP2, 0, UNBOUNDED), id="bzip2_named_gz"),
+        pytest.param(GZ_BY_NAME[0], LZMA, Reading(LZMA, 0, UNBOUNDED), id="xz_named_gz"),
+        pytest.param(GZ_BY_NAME[0], DEFLATE, Reading(DEFLATE, 0, UNBOUNDED), id="deflate"),
+        pytest.param(FileRange(0, "e", 0, 0, False, 0, "v"), UNCOMPRESSED, Reading(UNCOMPRESSED, 0, 0), id="empty_file"),
+    ],
+)
+def test_range_reading(file_range, kind, expected):
+    assert range_reading(file_range, kind) == expected
+
+
+@pytest.mark.parametrize("kind", [GZIP, BZIP2, LZMA, ZSTD, DEFLATE])
+@pytest.mark.parametrize("size, range_bytes", [(1, 1), (25, 10), (1000, 7)])
+def test_a_compressed_file_planned_as_plain_is_read_by_exactly_one_range(kind, size, range_bytes):
+    readings = [range_reading(r, kind) for r in plan_ranges(0, "x.json", size, False, range_bytes)]
+    assert [r for r in readings if r is not None] == [Reading(kind, 0, UNBOUNDED)]
 
 
 # iter_line_batches: single ranges ---------------------------------------------------

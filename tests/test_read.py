@@ -1,12 +1,15 @@
 """Tests of transforms/read.py: matching inputs and the ReadRawLines stage."""
 
+import bz2
 import gzip
 import os
 
 import apache_beam as beam
 import pytest
+import zstandard
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from e2e import read_json_lines, run_cli, summary
 
 from transforms.read import InputError, InputFile, ReadRawLines, match_inputs
 
@@ -59,21 +62,22 @@ def test_match_inputs_ranks_by_mtime_then_path(three_files_two_mtimes):
     d = three_files_two_mtimes
     files = match_inputs([str(d / "*")])
     assert files == [
-        InputFile(0, str(d / "d.json.gz"), (d / "d.json.gz").stat().st_size, 50.0, True),
-        InputFile(1, str(d / "b.json"), 3, 100.0, False),
-        InputFile(2, str(d / "c.json"), 4, 100.0, False),
-        InputFile(3, str(d / "a.json"), 2, 200.0, False),
+        InputFile(0, str(d / "d.json.gz"), (d / "d.json.gz").stat().st_size, 50.0, True, "50.0"),
+        InputFile(1, str(d / "b.json"), 3, 100.0, False, "100.0"),
+        InputFile(2, str(d / "c.json"), 4, 100.0, False, "100.0"),
+        InputFile(3, str(d / "a.json"), 2, 200.0, False, "200.0"),
     ]
 
 
 def test_match_inputs_upload_order_name(three_files_two_mtimes):
     d = three_files_two_mtimes
     files = match_inputs([str(d / "*")], upload_order="name")
-    assert [(f.rank, f.path, f.upload_time) for f in files] == [
-        (0, str(d / "a.json"), 0.0),
-        (1, str(d / "b.json"), 0.0),
-        (2, str(d / "c.json"), 0.0),
-        (3, str(d / "d.json.gz"), 0.0),
+    # Upload times are left out of the order; the version read is still the one listed.
+    assert [(f.rank, f.path, f.upload_time, f.version) for f in files] == [
+        (0, str(d / "a.json"), 0.0, "200.0"),
+        (1, str(d / "b.json"), 0.0, "100.0"),
+        (2, str(d / "c.json"), 0.0, "100.0"),
+        (3, str(d / "d.json.gz"), 0.0, "50.0"),
     ]
 
 
@@ -226,3 +230,54 @@ def test_read_raw_lines_empty_files(tmp_path):
 def test_read_raw_lines_refuses_bad_arguments(files, range_bytes, message):
     with pytest.raises(ValueError, match=message):
         ReadRawLines(files, range_bytes)
+
+
+# Compression by content: the content wins over the name -------------------------------------
+
+CONTENT_LINES = [b'{"event":"E","properties":{"time":%d,"distinct_id":"u%d"}}\n' % (1_704_067_200 + i, i) for i in range(300)]
+CONTENT = b"".join(CONTENT_LINES)
+
+
+def content_lines(path):
+    return [(0, path, offset, line) for offset, line in reference_lines(CONTENT)]
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        pytest.param("export.ndjson.gzip", gzip.compress(CONTENT, mtime=0), id="gzip_named_gzip"),
+        pytest.param("export", gzip.compress(CONTENT, mtime=0), id="gzip_without_extension"),
+        pytest.param("export.json", zstandard.ZstdCompressor().compress(CONTENT), id="zstd_named_json"),
+        pytest.param("export.ndjson.gz", bz2.compress(CONTENT), id="bzip2_named_gz"),
+        pytest.param("export.ndjson.gz", CONTENT, id="plain_named_gz"),
+        pytest.param("export.ndjson.zst", CONTENT, id="plain_named_zst"),
+    ],
+)
+@pytest.mark.parametrize("range_bytes", [1 << 20, 100])
+def test_read_raw_lines_reads_by_content(tmp_path, name, data, range_bytes):
+    """Small ranges: a compressed file planned as many plain ranges is read once, by the first."""
+    path = write(tmp_path / name, data)
+    files = match_inputs([path])
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | ReadRawLines(files, range_bytes=range_bytes) | beam.FlatMap(flatten)
+        assert_that(out, equal_to(content_lines(path)), label="CheckLines")
+
+
+def test_compression_by_content_end_to_end(tmp_path):
+    """Before: gzip data not named .gz was rejected line by line as invalid_utf8,
+    and a plain file named .gz failed the run as "not a gzipped file"."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write(inputs / "a.ndjson.gzip", gzip.compress(b"".join(CONTENT_LINES[:100]), mtime=0), 10)
+    write(inputs / "b", gzip.compress(CONTENT, mtime=0), 20)
+    write(inputs / "c.ndjson.gz", b'{"event":"Plain","properties":{"time":1704067200,"distinct_id":"p"}}\n', 30)
+    out = tmp_path / "out"
+    assert run_cli("--input", str(inputs / "*"), "--output", str(out), "--reference-time", "2024-02-01T00:00:00Z",
+                   "--range-bytes", "1000") == 0
+    s = summary(out)
+    assert s["input"]["lines"] == 100 + 300 + 1
+    assert s["output"]["rejected"] == 0 and s["output"]["rejected_by_reason"] == {}
+    # The 100 lines of a.ndjson.gzip are all in b too: superseded by the later upload.
+    assert (s["output"]["events"], s["output"]["superseded"]) == (301, 100)
+    names = [e["event"] for e in read_json_lines(out, "events/")]
+    assert names.count("E") == 300 and names.count("Plain") == 1

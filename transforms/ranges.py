@@ -1,12 +1,15 @@
-"""Byte ranges of input files and the lines each range owns (pure; no Beam)."""
+"""Byte ranges of input files, what each range reads, and the lines it owns (pure; no Beam)."""
 
 
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
+from transforms.compression import UNCOMPRESSED
+
 BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 8 << 20  # chunked reads: remote handles have no fast readline
 UNBOUNDED = -1  # end of a range that runs to the end of the stream
+UNKNOWN_SIZE = -1
 
 
 class FileRange(NamedTuple):
@@ -14,28 +17,37 @@ class FileRange(NamedTuple):
 
     `rank` is the file's position in upload order, so that records can be
     compared by (rank, offset) without carrying paths or timestamps around.
+    `size` and `version` are what the listing saw (a GCS generation, an S3
+    ETag, a local file's modification time): the reader reads that version
+    or fails. A range made without a listing (size UNKNOWN_SIZE, version "")
+    is read as found.
     """
 
     rank: int
     path: str
     start: int
     end: int  # UNBOUNDED for compressed files: read to the end
-    compressed: bool
+    compressed: bool  # by the file's name; the reader checks the content
+    size: int = UNKNOWN_SIZE
+    version: str = ""
 
 
 def plan_ranges(
-    rank: int, path: str, size: int, compressed: bool, range_bytes: int
+    rank: int, path: str, size: int, compressed: bool, range_bytes: int, version: str = ""
 ) -> list[FileRange]:
     """Splits one file into ranges of about `range_bytes`.
 
     Compressed files cannot be entered mid-stream, so they are one range.
+    Planning goes by the file's name (no request per file at launch);
+    `range_reading` corrects it by the file's content when it is read.
 
     Args:
       rank: the file's position in upload order.
       path: the file's path or URL.
       size: the file's size in bytes as stored.
-      compressed: whether the file is read through a decompressor.
+      compressed: whether the file's name says it is compressed.
       range_bytes: the target size of one range; must be positive.
+      version: the version of the file that was listed.
 
     Returns:
       Ranges that together cover [0, size) exactly once.
@@ -43,13 +55,39 @@ def plan_ranges(
     if range_bytes <= 0:
         raise ValueError(f"range_bytes must be positive, got {range_bytes}")
     if compressed:
-        return [FileRange(rank, path, 0, UNBOUNDED, True)]
+        return [FileRange(rank, path, 0, UNBOUNDED, True, size, version)]
     if size == 0:
-        return [FileRange(rank, path, 0, 0, False)]
+        return [FileRange(rank, path, 0, 0, False, size, version)]
     return [
-        FileRange(rank, path, start, min(start + range_bytes, size), False)
+        FileRange(rank, path, start, min(start + range_bytes, size), False, size, version)
         for start in range(0, size, range_bytes)
     ]
+
+
+class Reading(NamedTuple):
+    """What one range reads: the lines starting in [start, end) of the file's
+    stream, decompressed first unless `kind` is UNCOMPRESSED."""
+
+    kind: str
+    start: int
+    end: int
+
+
+def range_reading(file_range: FileRange, kind: str) -> Reading | None:
+    """What a range reads once its file's content kind is known; None for nothing.
+
+    A compressed stream cannot be entered mid-way: the range starting at 0
+    reads all of it, the file's other ranges (planned when its name said it
+    was plain) read nothing. A plain file read as one range because its name
+    said it was compressed is read whole, as plain.
+
+    Args:
+      file_range: the range as planned from the file's name.
+      kind: the file's kind by content (compression.content_kind).
+    """
+    if kind != UNCOMPRESSED:
+        return Reading(kind, 0, UNBOUNDED) if file_range.start == 0 else None
+    return Reading(UNCOMPRESSED, file_range.start, file_range.end)
 
 
 def _chunks(handle: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:

@@ -1,26 +1,37 @@
 """The ReadRawLines stage: input patterns to batches of raw lines with provenance."""
 
 
-import bz2
-import gzip
 import logging
-import lzma
 import os
 import stat
-import zlib
 from collections.abc import Hashable, Iterator, Sequence
 from typing import Any, BinaryIO, NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.io.filesystem import BeamIOError, CompressedFile, CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
-from transforms.ranges import FileRange, iter_line_batches, plan_ranges
-from transforms.stores import StoredObject, StoreError, is_object_store, match_objects
+from transforms.compression import (
+    HEAD_BYTES,
+    UNCOMPRESSED,
+    CompressedDataError,
+    DecompressedStream,
+    content_kind,
+)
+from transforms.ranges import FileRange, iter_line_batches, plan_ranges, range_reading
+from transforms.stores import (
+    InputChanged,
+    InputVanished,
+    ObjectOpener,
+    StoredObject,
+    StoreError,
+    is_object_store,
+    match_objects,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -33,22 +44,29 @@ UPLOAD_ORDERS = ("mtime", "name")
 BATCHES = "batches"
 UNREADABLE = "unreadable"
 
-# What reading a damaged or vanished file raises, and nothing else: any other
-# exception is a bug and must fail the job as one.
-READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+# What reading a damaged, vanished or changed file raises, and nothing else:
+# any other exception is a bug and must fail the job as one. (EOFError: a
+# truncated compressed stream.)
+READ_ERRORS = (OSError, EOFError, CompressedDataError)
 # Read errors that may pass: never skipped, they fail the bundle, which runners
-# that retry (Dataflow) read again.
+# that retry (Dataflow) read again. transforms/stores.py turns the stores'
+# transient failures (connections, time-outs, 5xx, 429) into these.
 TRANSIENT_ERRORS = (ConnectionError, TimeoutError)
 
 
 class InputFile(NamedTuple):
-    """A matched input file. `rank` is its position in upload order."""
+    """A matched input file. `rank` is its position in upload order.
+
+    `compressed` is what its name says; `version` identifies the bytes listed
+    (StoredObject.version), which are the bytes read.
+    """
 
     rank: int
     path: str
     size: int
     upload_time: float
     compressed: bool
+    version: str = ""
 
 
 class InputError(ValueError):
@@ -158,6 +176,7 @@ def select_inputs(
             upload_time=o.upload_time if upload_order == "mtime" else 0.0,
             compressed=CompressionTypes.detect_compression_type(o.path)
             != CompressionTypes.UNCOMPRESSED,
+            version=o.version,
         )
         for rank, o in enumerate(objects)
     ]
@@ -321,8 +340,9 @@ def _local_file(pattern: str, path: str, real_folders: dict[str, str]) -> _Found
         real_folders[folder] = os.path.realpath(folder or ".")
     location = os.path.join(real_folders[folder], base)
     places = (location, os.path.realpath(path)) if stat.S_ISLNK(entry.st_mode) else (location,)
-    # Local mtimes come from os.stat: no time-zone conversion involved.
-    return _Found(identity, StoredObject(name, info.st_size, info.st_mtime), places)
+    # Local mtimes come from os.stat: no time-zone conversion involved. The
+    # mtime is also the version a reader checks the file against.
+    return _Found(identity, StoredObject(name, info.st_size, info.st_mtime, repr(info.st_mtime)), places)
 
 
 def _is_folder_marker(path: str, size: int) -> bool:
@@ -345,36 +365,88 @@ class UnreadableFile(NamedTuple):
 
 def read_error_message(err: Exception) -> str:
     """What a reading error means, for people: no traceback, no file content."""
+    if isinstance(err, (InputVanished, InputChanged)):
+        return str(err)  # already a sentence: "the object changed since it was listed (…)"
     if isinstance(err, EOFError):
         return "the compressed data ends early: the file is truncated"
-    if isinstance(err, gzip.BadGzipFile):
-        return f"the file is not valid gzip data ({err})"
-    if isinstance(err, (zlib.error, lzma.LZMAError)):
+    if isinstance(err, CompressedDataError):
         return f"the compressed data is corrupt ({err})"
     return f"the file cannot be read ({os_error_text(err)})"
 
 
-def _decompressed(raw: BinaryIO, compression: str) -> Any:
-    # The standard library's readers check that a gzip, bzip2 or xz stream
-    # ends where its format says (and gzip's CRC); Beam's reader takes a
-    # truncated file for a shorter one, silently.
-    if compression == CompressionTypes.GZIP:
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if compression == CompressionTypes.BZIP2:
-        return bz2.BZ2File(raw)
-    if compression == CompressionTypes.LZMA:
-        return lzma.LZMAFile(raw)
-    return CompressedFile(raw, compression)
+def _open_local(file_range: FileRange) -> BinaryIO:
+    """Opens a local file, refusing one that is not what was listed."""
+    try:
+        handle = open(file_range.path, "rb")  # noqa: SIM115 (closed by the caller)
+    except FileNotFoundError as err:
+        raise InputVanished(f"the file vanished since it was listed ({err.strerror})") from err
+    try:
+        _check_local(handle, file_range)
+    except InputChanged:
+        handle.close()
+        raise
+    return handle
 
 
-def _read_batches(file_range: FileRange) -> Iterator[tuple[list[int], list[bytes]]]:
-    with FileSystems.open(file_range.path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        if not file_range.compressed:
-            yield from iter_line_batches(raw, file_range.start, file_range.end)
-            return
-        compression = CompressionTypes.detect_compression_type(file_range.path)
-        with _decompressed(raw, compression) as handle:
-            yield from iter_line_batches(handle, file_range.start, file_range.end)
+def _check_local(handle: BinaryIO, file_range: FileRange) -> None:
+    # The listed size and modification time are the local file's version.
+    if not file_range.version:
+        return
+    info = os.fstat(handle.fileno())
+    if info.st_size != file_range.size or repr(info.st_mtime) != file_range.version:
+        raise InputChanged(
+            f"the file changed since it was listed (size {file_range.size}, modified at "
+            f"{file_range.version}; now size {info.st_size}, modified at {info.st_mtime!r})"
+        )
+
+
+class _RangeReader:
+    """Reads FileRanges: opens each file at the version listed, looks at its
+    first bytes, and reads what the range owns (compression.content_kind,
+    ranges.range_reading).
+
+    Local files are checked against their listed size and modification time
+    when opened and again when read; gs:// and s3:// objects are read at the
+    listed generation or ETag (transforms/stores.py); other Beam filesystems
+    as Beam opens them, unchecked.
+    """
+
+    def __init__(self, options: PipelineOptions | None = None) -> None:
+        self._options = options
+        self._opener: ObjectOpener | None = None  # made on first use: no client for local runs
+
+    def _open_object(self, file_range: FileRange) -> BinaryIO:
+        if self._opener is None:
+            self._opener = ObjectOpener(self._options)
+        return self._opener.open(file_range.path, file_range.size, file_range.version)  # type: ignore[return-value]
+
+    def batches(self, file_range: FileRange) -> Iterator[tuple[list[int], list[bytes]]]:
+        """(offsets, lines) batches of every line the range owns.
+
+        Raises:
+          READ_ERRORS: the file cannot be read to the range's end, is gone, or
+            is not the version listed.
+        """
+        local = False
+        if is_object_store(file_range.path):
+            raw = self._open_object(file_range)
+        elif FileSystems.get_scheme(file_range.path) is None:
+            raw, local = _open_local(file_range), True
+        else:
+            raw = FileSystems.open(file_range.path, compression_type=CompressionTypes.UNCOMPRESSED)
+        with raw:
+            head = raw.read(HEAD_BYTES)
+            reading = range_reading(file_range, content_kind(head, file_range.path))
+            if reading is None:
+                return
+            raw.seek(0)
+            if reading.kind == UNCOMPRESSED:
+                yield from iter_line_batches(raw, reading.start, reading.end)
+            else:
+                yield from iter_line_batches(DecompressedStream(raw, reading.kind), 0, reading.end)
+            if local:
+                # Appended to or rewritten in place while being read?
+                _check_local(raw, file_range)
 
 
 class _ReadRange(beam.DoFn):
@@ -382,19 +454,24 @@ class _ReadRange(beam.DoFn):
 
     A file that cannot be read to the end fails the job with a FileAccessError
     naming it; with `skip_unreadable`, it is reported on the UNREADABLE output
-    instead, and the lines read before the error stay in the run.
+    instead, and the lines read before the error stay in the run. Errors that
+    may pass (TRANSIENT_ERRORS) always fail the bundle, for the runner to retry.
     """
 
-    def __init__(self, skip_unreadable: bool = False) -> None:
+    def __init__(self, skip_unreadable: bool = False, options: PipelineOptions | None = None) -> None:
         super().__init__()
         self._skip_unreadable = skip_unreadable
+        # The options travel with the DoFn: FnApiRunner's worker processes
+        # (multi_processing) get none from Beam, and Beam's FileSystems there
+        # are unconfigured (no --s3_endpoint_url, no keys).
+        self._reader = _RangeReader(options)
         self._bytes = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
         self._ranges = Metrics.counter(METRICS_NAMESPACE, "ranges_read")
         self._unreadable = Metrics.counter(METRICS_NAMESPACE, "ranges_unreadable")
 
     def process(self, file_range: FileRange) -> Iterator[Any]:
         pause_point("read")
-        batches = _read_batches(file_range)
+        batches = self._reader.batches(file_range)
         lines_read = 0
         while True:
             # Only the reading is guarded: what downstream stages raise is theirs.
@@ -430,9 +507,13 @@ class ReadRawLines(beam.PTransform):
 
     Guarantees: every line of every file is in exactly one batch, once.
     Uncompressed files are split into ranges of about `range_bytes`, spread
-    over workers by a reshuffle; a compressed file is one range. A file that
-    cannot be read to its end (vanished, unreadable, truncated or corrupt
-    compressed data) fails the job with a FileAccessError naming it.
+    over workers by a reshuffle; a compressed file is one range. Compression
+    is known by content as well as by name, and the content wins
+    (compression.content_kind): ranges are planned by name, and a range
+    corrects the plan when it sees the file's first bytes. Each file is read
+    at the version listed. A file that cannot be read to its end (vanished or
+    changed since it was listed, unreadable, truncated or corrupt compressed
+    data) fails the job with a FileAccessError naming it.
 
     With `skip_unreadable`, such a file does not fail the job: the output is
     then a DoOutputsTuple of `batches` (as above) and `unreadable`, one
@@ -456,11 +537,14 @@ class ReadRawLines(beam.PTransform):
         ranges = [
             file_range
             for f in self._files
-            for file_range in plan_ranges(f.rank, f.path, f.size, f.compressed, self._range_bytes)
+            for file_range in plan_ranges(
+                f.rank, f.path, f.size, f.compressed, self._range_bytes, f.version
+            )
         ]
         spread = pbegin | "ListRanges" >> beam.Create(ranges) | "SpreadRanges" >> beam.Reshuffle()
+        # The pipeline's options configure the store clients, as Beam's own
+        # filesystems are configured (credentials, --s3_endpoint_url, …).
+        read = _ReadRange(self._skip_unreadable, pbegin.pipeline.options)
         if not self._skip_unreadable:
-            return spread | "ReadRanges" >> beam.ParDo(_ReadRange())
-        return spread | "ReadRanges" >> beam.ParDo(_ReadRange(skip_unreadable=True)).with_outputs(
-            UNREADABLE, main=BATCHES
-        )
+            return spread | "ReadRanges" >> beam.ParDo(read)
+        return spread | "ReadRanges" >> beam.ParDo(read).with_outputs(UNREADABLE, main=BATCHES)
