@@ -120,13 +120,14 @@ def prepare_output(
         or no --overwrite; its bucket does not exist; credentials are missing
         or refused; it is not writable.
     """
+    # A first listing says "no such bucket" or "no credentials" as such; the
+    # lock's write then finds out whether the location is writable.
+    _list(output, options)
     try:
         lock = OutputLock.acquire(output, run_id, overwrite=overwrite, wait=wait, options=options)
     except LockError as err:
         raise OutputError(str(err)) from None
-    except StoreError as err:
-        raise OutputError(f"cannot use output location {output!r}: {err}") from err
-    except OSError as err:
+    except (StoreError, OSError) as err:
         raise OutputError(f"output location {output!r} is not writable: {os_error_text(err)}") from err
     try:
         existing = [path for path in _list(output, options) if path != LOCK_FILE]

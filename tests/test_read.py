@@ -263,7 +263,7 @@ def test_read_raw_lines_reads_by_content(tmp_path, name, data, range_bytes):
         assert_that(out, equal_to(content_lines(path)), label="CheckLines")
 
 
-def test_compression_by_content_end_to_end(tmp_path):
+def test_compression_by_content_end_to_end(tmp_path, small_read_ranges):
     """Before: gzip data not named .gz was rejected line by line as invalid_utf8,
     and a plain file named .gz failed the run as "not a gzipped file"."""
     inputs = tmp_path / "in"
