@@ -58,7 +58,7 @@ def test_one_file_reached_by_every_spelling_is_read_once_under_one_name(here):
         str(here / "a.ndjson"), f"{here}//a.ndjson", f"/{here}/./a.ndjson",
         "link.ndjson", "sub/hard.ndjson", "*.ndjson", "./*.ndjson", str(here / "*.ndjson"),
     ]
-    expected = [InputFile(0, "a.ndjson", 4, 100.0, False)]
+    expected = [InputFile(0, "a.ndjson", 4, 100.0, False, "100.0")]
     # The name reported (rejects' source) is the same whatever the order of the patterns.
     for seed in range(20):
         shuffled = list(spellings)
@@ -184,7 +184,7 @@ def output_inside(here):
 def test_files_under_the_output_are_left_out_and_counted_once_each(output_inside, output):
     selection = select_inputs(["data/**"], output.format(here=output_inside))
     assert selection == InputSelection(
-        [InputFile(0, "data/a.ndjson", 2, 100.0, False), InputFile(1, "data/outside.ndjson", 3, 200.0, False)],
+        [InputFile(0, "data/a.ndjson", 2, 100.0, False, "100.0"), InputFile(1, "data/outside.ndjson", 3, 200.0, False, "200.0")],
         2,
     )
 
