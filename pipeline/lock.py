@@ -613,13 +613,19 @@ def release_run_lock(output: str, run_id: str) -> None:
       OSError: the lock cannot be read or removed.
     """
     path = FileSystems.join(output, LOCK_FILE)
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = b"".join(iter(lambda: handle.read(1 << 16), b""))
-    except (BeamIOError, OSError) as err:
-        if not FileSystems.exists(path):
-            return
-        raise OSError(f"{path}: cannot be read ({os_error_text(err)})") from err
+    for attempt in range(_ATTEMPTS):
+        try:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                data = b"".join(iter(lambda: handle.read(1 << 16), b""))
+            break
+        # The launcher's heartbeat may replace the lock while it is read (a
+        # store's reader then fails in its own terms): read it again.
+        except Exception as err:  # noqa: BLE001
+            if not FileSystems.exists(path):
+                return
+            if attempt == _ATTEMPTS - 1:
+                raise OSError(f"{path}: cannot be read ({os_error_text(err)})") from err
+            time.sleep(0.1 * (attempt + 1))
     holder = Holder.from_bytes(data)
     if holder is None or holder.run_id != run_id:
         _LOG.warning("%s no longer names this run; left in place", path)
