@@ -135,6 +135,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> dict[str, Any]:
     figures = {
         "event_names": split.event_names,
         "reject_examples": split.reject_examples,
+        "duplicate_key_examples": split.duplicate_key_examples,
     } | "CollectReportFigures" >> CollectReportFigures()
     _ = written | "WriteSummary" >> WriteSummary(
         own.output,
