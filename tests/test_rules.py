@@ -1634,6 +1634,12 @@ def test_duplicate_keys_with_a_generated_insert_id() -> None:
     assert classify(plain, CONFIG).normalised == INSERT_ID_GENERATED
     ms = classify(dup_event(b'"time":"2024-01-01T00:00:00Z","distinct_id":"u1","x":1,"x":2'), CONFIG_MS)
     assert ms.normalised == DUPLICATE_KEYS | INSERT_ID_GENERATED | NORMALISED_TIME
+    # Compact lines whose only change is the added id skip the counts, unless a pair was dropped.
+    for properties in (
+        b'"time":1704067200,"distinct_id":"u1","x":1,"x":1',
+        b'"x":1,"time":1704067200,"distinct_id":"u1","x":1',
+    ):
+        assert classify(dup_event(properties), CONFIG).normalised == DUPLICATE_KEYS | INSERT_ID_GENERATED
 
 
 def test_duplicate_keys_decide_the_dedupe_key_by_the_winner() -> None:

@@ -623,10 +623,13 @@ def _classify_event(line: bytes, record: dict[str, Any], config: RuleConfig) -> 
             f"unexpected top-level key {_field(extra)}; an event has only event and properties",
         )
 
-    # Duplicate keys (see _colons): unless written back byte for byte, the
-    # event has the raw line's colons, plus the generated $insert_id's, less
-    # those of a time string made a number.
-    if out != line:
+    # Duplicate keys (see _colons). A line written back byte for byte, or
+    # with only a generated $insert_id added before its last two bytes ("}}"),
+    # gave no key twice: its keys are all keys of the written line, in the
+    # same objects, where each key is given once (two bytes can hold no key).
+    # Any other event has the raw line's colons, plus the generated
+    # $insert_id's, less those of a time string made a number.
+    if out != line and not (flags & INSERT_ID_GENERATED and out.startswith(line[:-2])):
         colons = _colons(line)
         if type(raw_time) is str:
             colons -= raw_time.count(":")
@@ -672,7 +675,8 @@ def _colons(line: bytes) -> int:
     the two counts is exact, at the cost of two C-speed scans. The callers
     account for the rules' own changes (a generated $insert_id adds one
     key; a time string made a number loses its colons), and skip the counts
-    when a line is written back unchanged, which proves it gave no key twice.
+    when the written line starts with the raw one (less its closing bytes),
+    which proves the raw line gave no key twice.
 
     A colon can also be written as the escape \\u003a (or \\u003A); the
     rare line holding one has its escapes read one by one.
