@@ -5,6 +5,9 @@ modification times. The mix, per line: about 83 % fresh events with 8 to 20
 properties (12 % of them with a list or an object), 10 % re-sent events (exact
 copies, or the same overwrite key with a property added), 3 % user profile
 updates, 1 % group updates, 2.5 % rejects of many kinds and a few blank lines.
+About 1 % of fresh events and of profile $set updates give a key twice (an
+earlier, stale value; the last one wins); those draws come from a second
+Random, so every other line is the same as without them.
 A quarter of the files are gzipped; one file has CRLF endings, one a UTF-8 BOM,
 one no final newline. Event times lie in the 30 days before the reference time,
 so the output has about 30 day folders.
@@ -28,7 +31,7 @@ from typing import Any, NamedTuple
 import orjson
 
 # Bump when the generator's output changes: cached corpora are keyed by it.
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 DEFAULT_SEED = 20240601
 REFERENCE_TIME = "2024-06-01T00:00:00Z"
 REFERENCE_SECONDS = 1_717_200_000  # REFERENCE_TIME as UNIX seconds
@@ -45,6 +48,7 @@ _RESEND_WINDOW = 20_000  # re-sends copy one of this many latest events
 _NESTED_KEYS = ("tags", "cart", "context")
 _NESTED_SHARE = 0.12
 _KEY_ORDERS = 4096  # precomputed shuffles of the property keys
+_DUPLICATE_KEY_SHARE = 0.01  # of fresh events and of profile $set updates
 
 # Shares of lines, cumulative thresholds on random(): the rest are fresh events.
 _BLANK = 0.002
@@ -137,7 +141,7 @@ def generate(folder: Path, lines: int, files: int, seed: int = DEFAULT_SEED) -> 
         raise ValueError(f"files must be between 1 and lines ({lines}), got {files}")
     data = Path(folder) / DATA_FOLDER
     data.mkdir(parents=True)
-    maker = _LineMaker(random.Random(seed))
+    maker = _LineMaker(random.Random(seed), random.Random(seed + 2))
     mtimes = _upload_times(files, random.Random(seed + 1))
     stored = uncompressed = gzip_files = 0
     for index in range(files):
@@ -194,8 +198,10 @@ def _hex(rng: random.Random, digits: int) -> str:
 class _LineMaker:
     """Makes one line at a time; all randomness comes from one seeded Random."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, duplicates: random.Random) -> None:
         self._rng = rng
+        # Duplicate keys draw from their own stream: the other lines stay as they were.
+        self._duplicates = duplicates
         self._users = [f"u-{_hex(rng, 12)}" for _ in range(20_000)]
         self._devices = [_hex(rng, 8) + "-" + _hex(rng, 4) + "-" + _hex(rng, 12) for _ in range(5_000)]
         self._companies = [f"{rng.choice(_WORDS)}-{rng.choice(_WORDS)}-{n}" for n in range(500)]
@@ -328,8 +334,18 @@ class _LineMaker:
         if random() < _NESTED_SHARE:
             nested = self._nested_pools[int(random() * len(self._nested_pools))]
             fragments[-1] = nested[int(random() * len(nested))]
+        if self._duplicates.random() < _DUPLICATE_KEY_SHARE:
+            fragments = self._with_duplicate_key(fragments)
         self._remember(name, fragments, has_insert_id)
         return _event_line(name, fragments)
+
+    def _with_duplicate_key(self, fragments: list[bytes]) -> list[bytes]:
+        """The fragments with a stale value of one key given before the one that wins."""
+        rng = self._duplicates
+        index = rng.randrange(len(fragments))
+        key = fragments[index].split(b":", 1)[0]  # keys hold no colon
+        stale = key + b':"stale"' if rng.random() < 0.5 else key + b":null"
+        return fragments[:index] + [stale] + fragments[index:]
 
     def _remember(self, name: bytes, fragments: list[bytes], has_insert_id: bool) -> None:
         entry = (name, fragments, has_insert_id)
@@ -389,7 +405,10 @@ class _LineMaker:
         else:
             value = ""
         record[op] = value
-        return orjson.dumps(record)
+        line = orjson.dumps(record)
+        if op == "$set" and self._duplicates.random() < _DUPLICATE_KEY_SHARE:
+            line = line.replace(b'"$set":{', b'"$set":{"plan":"stale",', 1)
+        return line
 
     def _group_update(self) -> bytes:
         rng = self._rng

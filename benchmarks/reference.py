@@ -38,6 +38,7 @@ from transforms.records import (
     split_into_files,
 )
 from transforms.rules import (
+    DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
     NORMALISED_TIME,
@@ -163,6 +164,7 @@ def run(
             "insert_id_generated": sum(
                 n for flags, n in normalised.items() if flags & INSERT_ID_GENERATED
             ),
+            "duplicate_keys": sum(n for flags, n in normalised.items() if flags & DUPLICATE_KEYS),
         },
     }
     Path(output, SUMMARY_FILE).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")

@@ -43,6 +43,7 @@ def _run_without_report_figures(argv: list[str]) -> int:
         return {
             "top_events": root | "NoTopEvents" >> beam.Create([[]]),
             "reject_examples": root | "NoExamples" >> beam.Create([]),
+            "duplicate_key_examples": root | "NoDuplicateKeyExamples" >> beam.Create([[]]),
         }
 
     summary.CollectReportFigures.expand = no_figures

@@ -10,6 +10,7 @@ from typing import Any
 from transforms.rules import REASON_MEANINGS
 
 MAX_EXAMPLE_CHARS = 300
+MAX_EXAMPLES = 5  # per reject reason, and of lines that gave a key twice
 # Beyond this many days between the first and the last, the day chart shows
 # only the days that have events: one bar per day would be too thin to see.
 MAX_FILLED_DAYS = 1830
@@ -20,7 +21,7 @@ _UNKNOWN_MEANING = "No description is known for this reason."
 
 _CSS = """
 :root { --ink: #1d2430; --muted: #5b6474; --line: #d9dde3; --bg: #f6f7f9;
-  --event: #2f6fb0; --reject: #c0392b; --ok: #1e7e34; --bad: #b02a37; }
+  --event: #2f6fb0; --reject: #c0392b; --ok: #1e7e34; --bad: #b02a37; --warn: #b26a00; }
 * { box-sizing: border-box; }
 body { margin: 0; padding: 24px 32px 48px; color: var(--ink); background: #fff;
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
@@ -54,6 +55,8 @@ svg rect.bar:hover { opacity: .75; }
 .empty { color: var(--muted); font-style: italic; }
 .reason { border-left: 3px solid var(--reject); padding: 2px 0 2px 12px; margin: 12px 0; break-inside: avoid; }
 .reason p { margin: 2px 0; }
+.duplicates { border-left: 3px solid var(--warn); padding: 2px 0 2px 12px; margin: 12px 0; }
+.duplicates p { margin: 2px 0; }
 ol.examples { margin: 4px 0; padding-left: 20px; }
 ol.examples li { margin: 4px 0; }
 pre.line { margin: 2px 0; padding: 4px 6px; background: var(--bg); border: 1px solid var(--line);
@@ -141,6 +144,9 @@ def format_headline(summary: Mapping[str, Any]) -> str:
     unreadable = summary["input"].get("unreadable_files")
     if unreadable:
         rows.append(("skipped files", _n(len(unreadable))))
+    duplicate_keys = _duplicate_key_lines(summary)
+    if duplicate_keys:
+        rows.append(("duplicate keys", _n(duplicate_keys)))
     width = max(len(value) for _, value in rows)
     sign, terms = _books(summary)
     equation = f"{_n(summary['input']['lines'])} {sign} " + " + ".join(_n(n) for _, n in terms)
@@ -271,7 +277,7 @@ def _rejects(summary: Mapping[str, Any], examples: Mapping[str, Sequence[Mapping
     rows = sorted(((code, n) for code, n in by_reason.items() if n), key=lambda item: (-item[1], item[0]))
     parts = [_hbar_chart("rejects-by-reason", "Rejected lines by reason", rows, "reject", "lines")]
     for code, count in rows:
-        items = "".join(_example(ex) for ex in examples.get(code, ())[:5])
+        items = "".join(_example(ex) for ex in examples.get(code, ())[:MAX_EXAMPLES])
         parts.append(
             f'<div class="reason" data-reason="{_e(code)}" data-count="{count}">'
             f"<h3><code>{_e(code)}</code> — {_n(count)} {'line' if count == 1 else 'lines'}</h3>"
@@ -280,6 +286,29 @@ def _rejects(summary: Mapping[str, Any], examples: Mapping[str, Sequence[Mapping
             + "</div>"
         )
     return "".join(parts)
+
+
+def _duplicate_keys(summary: Mapping[str, Any], examples: Sequence[Mapping[str, Any]]) -> str:
+    count = _duplicate_key_lines(summary)
+    if not count:
+        return '<p class="empty" id="duplicate-keys-empty">No accepted line gave a key twice.</p>'
+    items = "".join(_example(ex) for ex in examples[:MAX_EXAMPLES])
+    lines = "accepted line" if count == 1 else "accepted lines"
+    return (
+        f'<div id="duplicate-keys" class="duplicates" data-count="{count}">'
+        f"<h3>{_n(count)} {lines} gave a key twice in one object</h3>"
+        '<p class="about">The last value of a repeated key was kept, as Mixpanel\'s own parser '
+        "does, and the earlier ones were dropped. Each line counts once, however many keys it "
+        "repeated and at whatever depth; superseded events count too, rejected lines do not.</p>"
+        + (f'<ol class="examples">{items}</ol>' if items else "")
+        + "</div>"
+    )
+
+
+def _duplicate_key_lines(summary: Mapping[str, Any]) -> int:
+    # Summaries written before the figure existed have no such key.
+    count: int = summary.get("normalised", {}).get("duplicate_keys", 0)
+    return count
 
 
 def _top_events(top: Sequence[Mapping[str, Any]]) -> str:
@@ -336,7 +365,8 @@ def render_report(summary: Mapping[str, Any]) -> str:
 
     The document is self-contained: inline CSS, inline SVG charts and one
     small inline script; it loads nothing. Every string taken from the
-    summary (event names, reject examples, options) is HTML-escaped.
+    summary (event names, reject and duplicate-key examples, options) is
+    HTML-escaped.
 
     Args:
       summary: the run summary (the dict written to _SUMMARY.json); without
@@ -394,6 +424,7 @@ def render_report(summary: Mapping[str, Any]) -> str:
 </section>
 <section><h2>Events per UTC day</h2>{_days_range(out["events_by_day"])}{_days_chart(out["events_by_day"])}</section>
 <section><h2>Rejected lines by reason</h2>{_rejects(summary, details.get("reject_examples", {}))}</section>
+<section><h2>Duplicate keys</h2>{_duplicate_keys(summary, details.get("duplicate_key_examples", []))}</section>
 <div class="cols">
 <section><h2>Top event names</h2>{_top_events(details.get("top_events", []))}</section>
 <section><h2>Updates per operation</h2>{_updates(details.get("updates_by_operation", {}))}</section>

@@ -173,6 +173,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     figures = {
         "event_names": split.event_names,
         "reject_examples": split.reject_examples,
+        "duplicate_key_examples": split.duplicate_key_examples,
     } | "CollectReportFigures" >> CollectReportFigures()
     _ = written | "WriteSummary" >> WriteSummary(
         own.output,

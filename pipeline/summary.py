@@ -41,13 +41,16 @@ def _explode_examples(element: tuple[str, list[Any]]) -> Iterator[tuple[str, Any
 class CollectReportFigures(beam.PTransform):
     """Figures for the run report that the tallies cannot hold.
 
-    Input: {"event_names": ..., "reject_examples": ...}, those outputs of
-    ValidateAndSplit. Output: a dict of
-    two PCollections: "top_events", one list of up to 20 (name, count) pairs,
-    most counted first; "reject_examples", (reason, [(rank, offset, example)])
-    with the first few rejects of each reason in upload order.
+    Input: {"event_names": ..., "reject_examples": ...,
+    "duplicate_key_examples": ...}, those outputs of ValidateAndSplit.
+    Output: a dict of three PCollections: "top_events", one list of up to 20
+    (name, count) pairs, most counted first; "reject_examples", (reason,
+    [(rank, offset, example)]) with the first few rejects of each reason in
+    upload order; "duplicate_key_examples", one list of the first few
+    (rank, offset, example) accepted lines, in upload order, that gave a key
+    twice.
 
-    Both are combiners, so they cost little and work on every runner.
+    All are combiners, so they cost little and work on every runner.
     """
 
     def expand(self, split):  # dict of PCollections -> dict of PCollections
@@ -62,13 +65,29 @@ class CollectReportFigures(beam.PTransform):
             | "FlattenExamples" >> beam.FlatMap(_explode_examples)
             | "FirstExamplesPerReason" >> beam.combiners.Top.SmallestPerKey(rec.EXAMPLES_PER_REASON)
         )
-        return {"top_events": top_events, "reject_examples": examples}
+        # Ranks and offsets are unique, so the examples themselves are never compared.
+        duplicate_keys = (
+            split["duplicate_key_examples"]
+            | "FlattenDuplicateKeyExamples" >> beam.FlatMap(lambda examples: examples)
+            | "FirstDuplicateKeyExamples" >> beam.combiners.Top.Smallest(rec.DUPLICATE_KEY_EXAMPLES)
+        )
+        return {
+            "top_events": top_events,
+            "reject_examples": examples,
+            "duplicate_key_examples": duplicate_keys,
+        }
+
+
+def _in_upload_order(examples: Iterable[Any]) -> list[Any]:
+    """The examples of (rank, offset, example) triples, in upload order."""
+    return [example for _, _, example in sorted(examples, key=lambda e: (e[0], e[1]))]
 
 
 def build_details(
     tallies: Mapping[str, int],
     top_events: Sequence[tuple[str, int]],
     reject_examples: Mapping[str, Sequence[Any]],
+    duplicate_key_examples: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """The summary's "details": what the run report shows beyond the totals."""
     operations: dict[str, dict[str, int]] = {"profiles": {}, "groups": {}}
@@ -80,9 +99,9 @@ def build_details(
     return {
         "top_events": [{"name": name, "count": count} for name, count in top_events],
         "reject_examples": {
-            reason: [example for _, _, example in sorted(examples, key=lambda e: (e[0], e[1]))]
-            for reason, examples in sorted(reject_examples.items())
+            reason: _in_upload_order(examples) for reason, examples in sorted(reject_examples.items())
         },
+        "duplicate_key_examples": _in_upload_order(duplicate_key_examples),
         "updates_by_operation": operations,
     }
 
@@ -188,6 +207,7 @@ def build_summary(
             "time": tallies.get(rec.NORMALISED_PREFIX + "time", 0),
             "distinct_id": tallies.get(rec.NORMALISED_PREFIX + "distinct_id", 0),
             "insert_id_generated": tallies.get(rec.NORMALISED_PREFIX + "insert_id_generated", 0),
+            "duplicate_keys": tallies.get(rec.NORMALISED_PREFIX + "duplicate_keys", 0),
         },
         "balanced": balanced,
         "checks": {
@@ -273,9 +293,10 @@ class _FinishRun(beam.DoFn):
         tallies: Mapping[str, int],
         top_events: Sequence[tuple[str, int]],
         reject_examples: Mapping[str, Sequence[Any]],
+        duplicate_key_examples: Sequence[Any],
         unreadable_files: Sequence[Sequence[Any]] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        details = build_details(tallies, top_events, reject_examples)
+        details = build_details(tallies, top_events, reject_examples, duplicate_key_examples)
         summary = build_summary(
             self._header, tallies, files, self._max_reject_ratio, details, unreadable_files
         )
@@ -374,6 +395,7 @@ class WriteSummary(beam.PTransform):
             "tallies": beam.pvalue.AsSingleton(self._tallies),
             "top_events": beam.pvalue.AsSingleton(self._figures["top_events"]),
             "reject_examples": beam.pvalue.AsDict(self._figures["reject_examples"]),
+            "duplicate_key_examples": beam.pvalue.AsSingleton(self._figures["duplicate_key_examples"]),
         }
         if self._unreadable is not None:
             side_inputs["unreadable_files"] = beam.pvalue.AsList(self._unreadable)

@@ -1,6 +1,7 @@
 """End-to-end: the real CLI on files on disk, output read back and compared."""
 
 import gzip
+import hashlib
 
 import orjson
 import pytest
@@ -40,7 +41,7 @@ def test_sample_run_balances_and_writes_the_layout(tmp_path):
         "2020-09-28": 1, "2020-09-29": 1, "2020-09-30": 3, "2020-10-01": 2,
         "2020-10-02": 2, "2020-10-03": 2, "2020-10-04": 2, "2020-10-25": 1,
     }
-    assert s["normalised"] == {"time": 1, "distinct_id": 0, "insert_id_generated": 14}
+    assert s["normalised"] == {"time": 1, "distinct_id": 0, "insert_id_generated": 14, "duplicate_keys": 0}
     assert s["balanced"] is True and s["passed"] is True
     files = read_output(out)
     assert sorted(files) == sorted(
@@ -196,6 +197,80 @@ def _mixed_corpus(folder):
     write_input(folder / "plain.ndjson", lines[:200], ending=b"\r\n")
     write_input(folder / "more.ndjson", lines[200:])
     write_input(folder / "packed.ndjson.gz", lines[::3])
+
+
+# --- duplicate JSON keys --------------------------------------------------------------------
+
+DUPLICATE_KEY_LINES = [
+    # 0: a repeated property; superseded by line 2 (same overwrite key), still counted.
+    b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"s-1",'
+    b'"plan":"free","plan":"pro"}}',
+    # 1: time given twice, with spaces around the colons: the integer, given last, wins.
+    b'{"event" : "Play", "properties" : {"time" : "2024-01-01T10:00:00Z", "time" : 1704103200,'
+    b' "distinct_id" : "u2", "$insert_id" : "p-1"}}',
+    # 2: the latest upload of line 0's event.
+    b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"s-1",'
+    b'"plan":"free","plan":"team"}}',
+    # 3: the same key in sibling objects is no duplicate.
+    b'{"event":"Play","properties":{"time":1704067200,"distinct_id":"u3","$insert_id":"p-2",'
+    b'"tags":[{"a":1},{"a":2}],"url":"https://h:443/x"}}',
+    # 4: an operation given twice, and a repeated key inside the winner.
+    b'{"$distinct_id":"u1","$set":{"plan":"free"},"$set":{"plan":"pro","seats":{"n":1,"n":2}}}',
+    # 5: a group id given twice: the string, given last, wins (nothing normalised).
+    b'{"$group_key":"company","$group_id":7,"$group_id":"acme","$set":{"name":"Acme"}}',
+    # 6: a reject with a repeated key: not counted.
+    b'{"event":"Signup","event":"Signup","properties":{"time":1704067200}}',
+    # 7: "a\u003ab" is "a:b": a repeated key; its $insert_id is generated from the winner.
+    b'{"event":"Play","properties":{"time":1704067200,"distinct_id":"u4","a\\u003ab":1,"a:b":2}}',
+    b"",
+]
+
+
+def test_duplicate_keys_last_one_wins_and_is_counted(tmp_path):
+    source = write_input(tmp_path / "in" / "dups.ndjson", DUPLICATE_KEY_LINES)
+    out = tmp_path / "out"
+    assert run([source], out, "--keep-superseded", "--compression", "none") == 0
+    s = summary(out)
+    o = s["output"]
+    assert (o["events"], o["superseded"], o["profiles"], o["groups"], o["rejected"]) == (4, 1, 1, 1, 1)
+    assert o["rejected_by_reason"] == {"missing_distinct_id": 1}
+    assert s["normalised"] == {"time": 0, "distinct_id": 0, "insert_id_generated": 1, "duplicate_keys": 6}
+    assert s["passed"] is True
+
+    generated = hashlib.blake2b(
+        orjson.dumps(["Play", "u4", T_DAY1, {"time": T_DAY1, "distinct_id": "u4", "a:b": 2}],
+                     option=orjson.OPT_SORT_KEYS),
+        digest_size=16,
+    ).hexdigest()
+    files = read_output(out)
+    assert {name: lines for name, lines in files.items() if not name.startswith(("_", "rejects/"))} == {
+        "events/day=2024-01-01/part-00000-of-00001.ndjson": [
+            b'{"event":"Play","properties":{"time":1704103200,"distinct_id":"u2","$insert_id":"p-1"}}',
+            b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"s-1",'
+            b'"plan":"team"}}',
+            DUPLICATE_KEY_LINES[3],
+            b'{"event":"Play","properties":{"time":1704067200,"distinct_id":"u4","a:b":2,"$insert_id":"'
+            + generated.encode() + b'"}}',
+        ],
+        "superseded/day=2024-01-01/part-00000-of-00001.ndjson": [
+            b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"s-1",'
+            b'"plan":"pro"}}',
+        ],
+        "profiles/part-00000-of-00001.ndjson": [b'{"$distinct_id":"u1","$set":{"plan":"pro","seats":{"n":2}}}'],
+        "groups/part-00000-of-00001.ndjson": [b'{"$group_key":"company","$group_id":"acme","$set":{"name":"Acme"}}'],
+    }
+    (reject,) = read_json_lines(out, "rejects/")
+    assert (reject["reason"], reject["line"]) == ("missing_distinct_id", DUPLICATE_KEY_LINES[6].decode())
+
+    # The first five, in upload order, in the summary and the report.
+    offsets = [sum(len(line) + 1 for line in DUPLICATE_KEY_LINES[:i]) for i in range(len(DUPLICATE_KEY_LINES))]
+    shown = [{"source": str(source), "offset": offsets[i], "line": DUPLICATE_KEY_LINES[i].decode()}
+             for i in (0, 1, 2, 4, 5)]
+    assert s["details"]["duplicate_key_examples"] == shown
+    report = (out / "_REPORT.html").read_text()
+    section = report[report.index('<div id="duplicate-keys"') :].split("</section>")[0]
+    assert section.startswith('<div id="duplicate-keys" class="duplicates" data-count="6">')
+    assert section.count('<span class="source mono">' + str(source) + "</span>") == 5
 
 
 def test_tiny_ranges_lose_and_duplicate_no_line(tmp_path, small_read_ranges):

@@ -290,4 +290,4 @@ def test_preparing_prepared_output_again_changes_nothing_and_rejects_nothing(fil
         assert _clean_files(second) == _clean_files(first)
         assert s2["input"]["lines"] == s1["output"]["events"] + s1["output"]["profiles"] + s1["output"]["groups"]
         assert (s2["output"]["rejected"], s2["output"]["superseded"], s2["input"]["blank_lines"]) == (0, 0, 0)
-        assert s2["normalised"] == {"time": 0, "distinct_id": 0, "insert_id_generated": 0}
+        assert s2["normalised"] == {"time": 0, "distinct_id": 0, "insert_id_generated": 0, "duplicate_keys": 0}

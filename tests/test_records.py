@@ -24,7 +24,7 @@ from transforms.records import (
     order_for_writing,
     part_name,
     pick_latest,
-    reject_example,
+    line_example,
     reject_line,
     shard_count,
     shards_of,
@@ -186,6 +186,66 @@ def test_sort_batch_keeps_first_five_examples_per_reason(rule_config):
     )
 
 
+# Accepted lines that give a key twice, and a reject that does too.
+DUP_EVENT = (
+    b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"a1",'
+    b'"plan":"free","plan":"pro"}}'
+)
+DUP_EVENT_WRITTEN = (
+    b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"a1","plan":"pro"}}'
+)
+DUP_PROFILE = b'{"$distinct_id":"u1","$set":{"plan":"free","plan":"pro"}}'
+DUP_GROUP = b'{"$group_key":"company","$group_id":7,"$set":{"n":{"a":1,"a":2}}}'
+DUP_REJECT = b'{"event":"Signup","event":"Signup","properties":{"time":1704067200}}'  # missing_distinct_id
+
+
+def test_sort_batch_counts_and_shows_lines_with_duplicate_keys(rule_config):
+    lines = [SIGNUP, DUP_EVENT, DUP_REJECT, DUP_EVENT, DUP_PROFILE, b"", DUP_GROUP, PROFILE_SET]
+    offsets = offsets_of(lines, 500)
+    result = sort_batch(3, PATH, offsets, lines, rule_config)
+    assert dict(result.tallies) == {
+        "lines": 8,
+        "blank_lines": 1,
+        "events_accepted": 3,
+        "profiles": 2,
+        "groups": 1,
+        "rejected": 1,
+        "rejected_missing_distinct_id": 1,
+        "normalised_distinct_id": 1,
+        "normalised_duplicate_keys": 4,  # both copies of DUP_EVENT, the profile, the group; not the reject
+        "operation_profiles_$set": 2,
+        "operation_groups_$set": 1,
+    }
+    assert result.duplicate_key_examples == [
+        (3, offsets[i], {"source": PATH, "offset": offsets[i], "line": lines[i].decode()}) for i in (1, 3, 4, 6)
+    ]
+    # The last value won in what is written; the reject keeps its raw line.
+    assert result.events["events/day=2024-01-01"][3] == [SIGNUP, DUP_EVENT_WRITTEN, DUP_EVENT_WRITTEN]
+    assert result.profiles[3] == [b'{"$distinct_id":"u1","$set":{"plan":"pro"}}', PROFILE_SET]
+    assert result.groups[3] == [b'{"$group_key":"company","$group_id":"7","$set":{"n":{"a":2}}}']
+    assert result.rejects[3] == [expected_reject("missing_distinct_id", DUP_REJECT, offsets[2], rule_config)]
+    assert result.examples == {
+        "missing_distinct_id": [(3, offsets[2], {"source": PATH, "offset": offsets[2], "line": DUP_REJECT.decode()})]
+    }
+
+
+def test_sort_batch_keeps_the_first_five_duplicate_key_examples(rule_config):
+    lines = [DUP_PROFILE.replace(b"u1", b"u%d" % i) for i in range(8)]
+    offsets = offsets_of(lines)
+    result = sort_batch(2, PATH, offsets, lines, rule_config)
+    assert result.tallies["normalised_duplicate_keys"] == 8
+    assert result.duplicate_key_examples == [
+        (2, offsets[i], {"source": PATH, "offset": offsets[i], "line": lines[i].decode()}) for i in range(5)
+    ]
+
+
+def test_sort_batch_without_duplicate_keys_has_no_tally_and_no_examples(rule_config):
+    offsets = offsets_of(MIXED_LINES, 1000)
+    result = sort_batch(4, PATH, offsets, MIXED_LINES, rule_config)
+    assert "normalised_duplicate_keys" not in result.tallies
+    assert result.duplicate_key_examples == []
+
+
 def test_sort_batch_mixed_lines_routes_and_record_batches(rule_config):
     offsets = offsets_of(MIXED_LINES, 1000)
     result = sort_batch(4, PATH, offsets, MIXED_LINES, rule_config)
@@ -284,7 +344,7 @@ def test_sort_batch_blank_lines_only(rule_config):
         "rejected": 0,
     }
     assert (result.events, result.profiles, result.groups, result.rejects) == ({}, None, None, None)
-    assert (dict(result.event_names), result.examples) == ({}, {})
+    assert (dict(result.event_names), result.examples, result.duplicate_key_examples) == ({}, {}, [])
 
 
 def test_sort_batch_empty_batch(rule_config):
@@ -297,7 +357,7 @@ def test_sort_batch_empty_batch(rule_config):
         "rejected": 0,
     }
     assert (result.events, result.profiles, result.groups, result.rejects) == ({}, None, None, None)
-    assert (dict(result.event_names), result.examples) == ({}, {})
+    assert (dict(result.event_names), result.examples, result.duplicate_key_examples) == ({}, {}, [])
 
 
 def test_sort_batch_every_line_counted_once(rule_config):
@@ -324,7 +384,7 @@ def test_sort_batch_every_line_counted_once(rule_config):
     assert sorted([o for b in batches for o in b[1]] + blank_offsets) == offsets
 
 
-# reject_line and reject_example ----------------------------------------------------
+# reject_line and line_example ----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -369,7 +429,7 @@ def test_reject_line_round_trips_bytes():
     ],
 )
 def test_reject_example(raw, expected):
-    assert reject_example("p.json", 9, raw) == {"source": "p.json", "offset": 9, **expected}
+    assert line_example("p.json", 9, raw) == {"source": "p.json", "offset": 9, **expected}
 
 
 # routes and names ------------------------------------------------------------------

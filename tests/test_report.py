@@ -55,7 +55,7 @@ def sample_summary() -> dict[str, Any]:
             "rejected_by_reason": {"invalid_json": 1, "missing_time": 1},
             "files": [],
         },
-        "normalised": {"time": 1, "distinct_id": 0, "insert_id_generated": 14},
+        "normalised": {"time": 1, "distinct_id": 0, "insert_id_generated": 14, "duplicate_keys": 0},
         "balanced": True,
         "checks": {
             "balanced": True,
@@ -89,9 +89,21 @@ def sample_summary() -> dict[str, Any]:
                     }
                 ],
             },
+            "duplicate_key_examples": [],
             "updates_by_operation": {"profiles": {"$set": 5, "$set_once": 1}, "groups": {"$set": 1}},
         },
     }
+
+
+def summary_with_duplicate_keys(count: int = 3) -> dict[str, Any]:
+    """The sample summary where `count` accepted lines gave a key twice (two shown)."""
+    summary = sample_summary()
+    summary["normalised"]["duplicate_keys"] = count
+    summary["details"]["duplicate_key_examples"] = [
+        {"source": "examples/sample/2020-10-01-export.ndjson", "offset": 0, "line": '{"a":1,"a":2}'},
+        {"source": "examples/sample/2020-10-26-resend.ndjson.gz", "offset": 1200, "line": '{"$set":{"b":1,"b":2}}'},
+    ]
+    return summary
 
 
 def summary_with_days(by_day: dict[str, int]) -> dict[str, Any]:
@@ -116,6 +128,7 @@ class ReportParser(HTMLParser):
         self.top_events: list[tuple[str, int]] = []
         self.updates: dict[tuple[str, str], int] = {}
         self.options: list[str] = []
+        self.duplicates: dict[str, Any] = {}
         self.day_labels: list[str] = []
         self.attrs_by_id: dict[str, dict[str, str]] = {}
         self.body: dict[str, str] = {}
@@ -146,6 +159,13 @@ class ReportParser(HTMLParser):
             self.figures[a["data-figure"]] = int(a["data-value"])
         if "data-term" in a:
             self.terms[a["data-term"]] = int(a["data-value"])
+        if a.get("id") == "duplicate-keys":
+            self._reason = None
+            self.duplicates = {"count": int(a["data-count"]), "examples": []}
+        if self.duplicates and tag == "span" and a.get("class") in ("source mono", "offset"):
+            self._capture, self._text = a["class"].split()[0], []
+        if self.duplicates and tag == "pre":
+            self._capture, self._text = "duplicate", []
         if "data-reason" in a:
             self._reason = a["data-reason"]
             self.reasons[self._reason] = {"count": int(a["data-count"]), "examples": []}
@@ -163,9 +183,16 @@ class ReportParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "svg":
             self._svg = None
+        if tag == "span" and self._capture in ("source", "offset"):
+            self.duplicates["examples"].append({self._capture: "".join(self._text)})
+            self._capture = None
         if tag in ("p", "pre", "text") and self._capture:
             text = "".join(self._text)
-            if self._capture == "day":
+            if self._capture == "duplicate":
+                # (source, offset, line) of one example: the two spans came first.
+                source, offset = self.duplicates["examples"][-2:]
+                self.duplicates["examples"][-2:] = [(source["source"], int(offset["offset"].replace(",", "")), text)]
+            elif self._capture == "day":
                 self.day_labels.append(text)
             elif self._capture == "meaning":
                 self.reasons[self._reason or ""]["meaning"] = text
@@ -224,7 +251,7 @@ def test_the_sample_run_reports_what_the_fixture_holds(tmp_path):
 
     fixture = parse(render_report(sample_summary()))
     # Not the options: the fixture holds the options of its day.
-    for figures in ("figures", "terms", "bars", "reasons", "top_events", "updates"):
+    for figures in ("figures", "terms", "bars", "reasons", "top_events", "updates", "duplicates"):
         assert getattr(real, figures) == getattr(fixture, figures), figures
 
 
@@ -241,6 +268,53 @@ def test_sample_report_gives_each_reason_its_meaning_and_examples():
         for code in ("invalid_json", "missing_time")
     }
     assert "examples/sample/2020-10-26-resend.ndjson.gz" in render_report(summary)
+
+
+def test_duplicate_keys_show_their_count_and_examples():
+    summary = summary_with_duplicate_keys(1234)
+
+    report = parse(render_report(summary))
+
+    assert report.duplicates == {
+        "count": 1234,
+        "examples": [
+            ("examples/sample/2020-10-01-export.ndjson", 0, '{"a":1,"a":2}'),
+            ("examples/sample/2020-10-26-resend.ndjson.gz", 1200, '{"$set":{"b":1,"b":2}}'),
+        ],
+    }
+    assert "duplicate-keys-empty" not in report.attrs_by_id
+    # The reject examples are untouched by the section that follows them.
+    assert report.reasons == parse(render_report(sample_summary())).reasons
+    assert "1,234 accepted lines gave a key twice" in render_report(summary)
+
+
+def test_no_duplicate_keys_say_so():
+    report = parse(render_report(sample_summary()))
+
+    assert report.duplicates == {}
+    assert "duplicate-keys-empty" in report.attrs_by_id
+
+
+def test_a_summary_without_the_duplicate_keys_figure_still_renders():
+    summary = sample_summary()
+    del summary["normalised"]["duplicate_keys"]
+    del summary["details"]["duplicate_key_examples"]
+
+    report = parse(render_report(summary))
+
+    assert "duplicate-keys-empty" in report.attrs_by_id
+    assert "duplicate keys" not in format_headline(summary)
+
+
+def test_duplicate_key_examples_are_cut_to_five_and_300_characters():
+    summary = summary_with_duplicate_keys(9)
+    summary["details"]["duplicate_key_examples"] = [
+        {"source": "a.ndjson", "offset": i, "line": "y" * 1000} for i in range(7)
+    ]
+
+    report = parse(render_report(summary))
+
+    assert report.duplicates["examples"] == [("a.ndjson", i, "y" * 300 + "…") for i in range(5)]
 
 
 def test_the_day_chart_spans_the_gaps_between_days():
@@ -261,6 +335,7 @@ def test_the_day_chart_spans_the_gaps_between_days():
         pytest.param("example source", id="example_source"),
         pytest.param("option", id="option"),
         pytest.param("reason code", id="reason_code"),
+        pytest.param("duplicate key example", id="duplicate_key_example"),
     ],
 )
 def test_markup_in_the_data_appears_escaped(where):
@@ -274,6 +349,9 @@ def test_markup_in_the_data_appears_escaped(where):
         details["reject_examples"]["invalid_json"][0]["source"] = SCRIPT
     elif where == "option":
         summary["options"]["input"] = [SCRIPT]
+    elif where == "duplicate key example":
+        summary["normalised"]["duplicate_keys"] = 1
+        details["duplicate_key_examples"] = [{"source": SCRIPT, "offset": 0, "line": SCRIPT}]
     else:
         summary["output"]["rejected_by_reason"][SCRIPT] = 1
         details["reject_examples"][SCRIPT] = [{"source": "x", "offset": 0, "line": SCRIPT}]
@@ -459,6 +537,13 @@ def test_the_headline_is_an_aligned_table():
         "  reject ratio    8.33% (no limit)\n"
         "  checks          PASSED"
     )
+
+
+def test_the_headline_counts_duplicate_keys_when_there_are_some():
+    headline = format_headline(summary_with_duplicate_keys(1234)).splitlines()
+
+    assert headline[7:9] == ["  blank lines         1", "  duplicate keys  1,234"]
+    assert "duplicate keys" not in format_headline(sample_summary())
 
 
 def test_the_headline_of_a_failed_run_says_what_failed():

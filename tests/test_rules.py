@@ -1,6 +1,7 @@
 """Tables for the record rules (transforms/rules.py) against DESIGN.md §2 and §3."""
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from transforms import rules
 from transforms.rules import (
+    DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
     NORMALISED_TIME,
@@ -110,7 +112,12 @@ def test_every_reason_has_a_meaning(reason: Reason) -> None:
 
 def test_interface_shapes() -> None:
     assert [k.value for k in Kind] == [0, 1, 2, 3, 4]
-    assert (NORMALISED_TIME, NORMALISED_DISTINCT_ID, INSERT_ID_GENERATED) == (1, 2, 4)
+    assert (NORMALISED_TIME, NORMALISED_DISTINCT_ID, INSERT_ID_GENERATED, DUPLICATE_KEYS) == (
+        1,
+        2,
+        4,
+        8,
+    )
     assert Fate._fields == (
         "kind",
         "line",
@@ -799,6 +806,7 @@ def test_duplicate_keys_last_wins() -> None:
     assert fate.line == (
         b'{"event":"b","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"x"}}'
     )
+    assert fate.normalised == DUPLICATE_KEYS  # never silent: see "duplicate keys" below
 
 
 @pytest.mark.parametrize(
@@ -1442,6 +1450,504 @@ def test_written_lines_are_exact_size_copies(line: bytes) -> None:
         tracemalloc.stop()
     assert len(kept) == 200
     assert grown < 200 * 512
+
+
+# ---------------------------------------------------------------- duplicate keys
+# DESIGN.md §2: the last one wins, and an accepted line where it happened, at any
+# depth, carries DUPLICATE_KEYS (counted as normalised.duplicate_keys).
+
+P = b'"time":1704067200,"distinct_id":"u1","$insert_id":"a1"'  # valid properties, compact
+
+
+def dup_event(properties: bytes, head: bytes = b'{"event":"e","properties":{') -> bytes:
+    return head + properties + b"}}"
+
+
+# (raw line, written line, flags): events whose written line is known exactly.
+DUPLICATE_KEY_EVENTS = [
+    pytest.param(dup_event(P + b',"x":1,"x":2'), dup_event(P + b',"x":2'), DUPLICATE_KEYS, id="flat"),
+    pytest.param(dup_event(P + b',"x":1,"y":2'), dup_event(P + b',"x":1,"y":2'), 0, id="no_duplicate"),
+    pytest.param(
+        b'{ "event" : "e" , "properties" : { "time" : 1704067200 , "distinct_id" : "u1" ,'
+        b' "$insert_id" : "a1" , "x" : 1 , "x" :\t2 } }',
+        dup_event(P + b',"x":2'),
+        DUPLICATE_KEYS,
+        id="whitespace_around_colons",
+    ),
+    pytest.param(
+        b'{"event" :"e",  "properties":\t{"time" : 1704067200,"distinct_id":"u1","$insert_id":"a1"}}',
+        dup_event(P),
+        0,
+        id="whitespace_no_duplicate",
+    ),
+    pytest.param(
+        dup_event(P + b',"a:b":"c:d::e","url":"http://h:80/x"'),
+        dup_event(P + b',"a:b":"c:d::e","url":"http://h:80/x"'),
+        0,
+        id="colons_in_keys_and_values",
+    ),
+    pytest.param(
+        dup_event(P + b',"a:b":"1:2:3","a:b":"4"'),
+        dup_event(P + b',"a:b":"4"'),
+        DUPLICATE_KEYS,
+        id="duplicate_with_colons_in_key_and_value",
+    ),
+    pytest.param(
+        dup_event(P + b',"o":{"a":1,"b":{"c":1,"c":{"d":2}}}'),
+        dup_event(P + b',"o":{"a":1,"b":{"c":{"d":2}}}'),
+        DUPLICATE_KEYS,
+        id="nested",
+    ),
+    pytest.param(
+        dup_event(P + b',"o":{"a":1},"p":{"a":1}'),
+        dup_event(P + b',"o":{"a":1},"p":{"a":1}'),
+        0,
+        id="same_key_in_sibling_objects",
+    ),
+    pytest.param(
+        dup_event(P + b',"l":[{"a":1},{"a":2,"a":3}]'),
+        dup_event(P + b',"l":[{"a":1},{"a":3}]'),
+        DUPLICATE_KEYS,
+        id="in_a_list_of_objects",
+    ),
+    pytest.param(
+        dup_event(P + b',"l":[{"a":1},{"a":2}],"m":[[{"b":1}]]'),
+        dup_event(P + b',"l":[{"a":1},{"a":2}],"m":[[{"b":1}]]'),
+        0,
+        id="list_of_objects_no_duplicate",
+    ),
+    pytest.param(
+        dup_event(P + b',"x":{"a":1,"a":2},"x":3'),
+        dup_event(P + b',"x":3'),
+        DUPLICATE_KEYS,
+        id="a_duplicate_inside_a_dropped_value_counts_once",
+    ),
+    pytest.param(
+        b'{"event":"a","event":"b","properties":{' + P + b"}}",
+        b'{"event":"b","properties":{' + P + b"}}",
+        DUPLICATE_KEYS,
+        id="event_name",
+    ),
+    pytest.param(
+        b'{"event":"","event":"b","properties":{' + P + b"}}",
+        b'{"event":"b","properties":{' + P + b"}}",
+        DUPLICATE_KEYS,
+        id="blank_event_name_overridden",
+    ),
+    pytest.param(
+        b'{"event":"e","properties":{"time":"bad"},"properties":{' + P + b"}}",
+        dup_event(P),
+        DUPLICATE_KEYS,
+        id="properties",
+    ),
+    pytest.param(
+        dup_event(b'"time":"2024-01-01T00:00:00Z","time":1704067200,"distinct_id":"u1","$insert_id":"a1"'),
+        dup_event(P),
+        DUPLICATE_KEYS,
+        id="time_string_then_integer",
+    ),
+    pytest.param(
+        dup_event(b'"time":1704067200,"time":"2024-01-01T00:00:00Z","distinct_id":"u1","$insert_id":"a1"'),
+        dup_event(P),
+        DUPLICATE_KEYS | NORMALISED_TIME,
+        id="time_integer_then_string",
+    ),
+    pytest.param(
+        dup_event(b'"time":"yesterday","time":1704067200,"distinct_id":"u1","$insert_id":"a1"'),
+        dup_event(P),
+        DUPLICATE_KEYS,
+        id="invalid_time_overridden",
+    ),
+    pytest.param(
+        dup_event(b'"time":"2024-01-01T01:00:00+01:00","distinct_id":"u1","$insert_id":"a1"'),
+        dup_event(P),
+        NORMALISED_TIME,
+        id="time_string_with_colons_no_duplicate",
+    ),
+    pytest.param(
+        dup_event(b'"time":1704067200,"distinct_id":"null","distinct_id":"u1","$insert_id":"a1"'),
+        dup_event(P),
+        DUPLICATE_KEYS,
+        id="placeholder_distinct_id_overridden",
+    ),
+    pytest.param(
+        dup_event(b'"time":1704067200,"distinct_id":"u1","distinct_id":17,"$insert_id":"a1"'),
+        dup_event(b'"time":1704067200,"distinct_id":"17","$insert_id":"a1"'),
+        DUPLICATE_KEYS | NORMALISED_DISTINCT_ID,
+        id="distinct_id_then_integer",
+    ),
+    pytest.param(
+        dup_event(b'"time":1704067200,"distinct_id":"u1","$insert_id":"not valid!","$insert_id":"a1"'),
+        dup_event(P),
+        DUPLICATE_KEYS,
+        id="invalid_insert_id_overridden",
+    ),
+    # \u003a is a colon: these keys are the same key once read.
+    pytest.param(
+        dup_event(P + b',"a\\u003ab":1,"a:b":2'),
+        dup_event(P + b',"a:b":2'),
+        DUPLICATE_KEYS,
+        id="escaped_colon_same_key",
+    ),
+    pytest.param(
+        dup_event(P + b',"a\\u003Ab":1,"c":"\\u003a\\u003a"'),
+        dup_event(P + b',"a:b":1,"c":"::"'),
+        0,
+        id="escaped_colons_no_duplicate",
+    ),
+    pytest.param(
+        dup_event(P + b',"c":"\\\\u003a","d":"\\\\\\u003a"'),
+        dup_event(P + b',"c":"\\\\u003a","d":"\\\\:"'),
+        0,
+        id="escaped_backslash_before_u003a",
+    ),
+    pytest.param(
+        dup_event(P + b',"c":"\\\\u003a","c":1'),
+        dup_event(P + b',"c":1'),
+        DUPLICATE_KEYS,
+        id="escaped_backslash_before_u003a_duplicate",
+    ),
+    pytest.param(
+        dup_event(
+            b'"time":"2024-01-01T00\\u003a00\\u003a00Z","distinct_id":"u1","$insert_id":"a1","\\u00e9":"\\u00e9"'
+        ),
+        dup_event(P + ',"é":"é"'.encode()),
+        NORMALISED_TIME,
+        id="time_string_with_escaped_colons",
+    ),
+]
+
+
+@pytest.mark.parametrize("line, written, flags", DUPLICATE_KEY_EVENTS)
+def test_duplicate_keys_on_events(line: bytes, written: bytes, flags: int) -> None:
+    fate = classify(line, CONFIG)
+    assert (fate.kind, fate.line, fate.normalised) == (Kind.EVENT, written, flags)
+    assert fate.normalised & DUPLICATE_KEYS == has_duplicate_keys(line) * DUPLICATE_KEYS
+
+
+def test_duplicate_keys_with_a_generated_insert_id() -> None:
+    # The generated $insert_id adds a key (and a colon) that the raw line lacks.
+    plain = dup_event(b'"time":1704067200,"distinct_id":"u1","x":2')
+    fate = classify(dup_event(b'"time":1704067200,"distinct_id":"u1","x":1,"x":2'), CONFIG)
+    assert fate.normalised == DUPLICATE_KEYS | INSERT_ID_GENERATED
+    assert fate.line == classify(plain, CONFIG).line  # the winner is hashed and written
+    assert classify(plain, CONFIG).normalised == INSERT_ID_GENERATED
+    ms = classify(dup_event(b'"time":"2024-01-01T00:00:00Z","distinct_id":"u1","x":1,"x":2'), CONFIG_MS)
+    assert ms.normalised == DUPLICATE_KEYS | INSERT_ID_GENERATED | NORMALISED_TIME
+    # Compact lines whose only change is the added id skip the counts, unless a pair was dropped.
+    for properties in (
+        b'"time":1704067200,"distinct_id":"u1","x":1,"x":1',
+        b'"x":1,"time":1704067200,"distinct_id":"u1","x":1',
+    ):
+        assert classify(dup_event(properties), CONFIG).normalised == DUPLICATE_KEYS | INSERT_ID_GENERATED
+
+
+def test_duplicate_keys_decide_the_dedupe_key_by_the_winner() -> None:
+    line = dup_event(b'"time":1704067200,"distinct_id":"u0","distinct_id":"u1","$insert_id":"a0","$insert_id":"a1"')
+    assert classify(line, CONFIG).key == classify(dup_event(P), CONFIG).key
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        pytest.param(
+            dup_event(b'"time":1704067200,"time":"yesterday","distinct_id":"u1"'),
+            Reason.INVALID_TIME,
+            id="invalid_time_wins",
+        ),
+        pytest.param(
+            dup_event(b'"time":1704067200,"distinct_id":"u1","distinct_id":"anon"'),
+            Reason.INVALID_DISTINCT_ID,
+            id="placeholder_wins",
+        ),
+        pytest.param(
+            b'{"event":"e","properties":{' + P + b'},"properties":[]}',
+            Reason.INVALID_PROPERTIES,
+            id="properties_list_wins",
+        ),
+        pytest.param(
+            b'{"event":"e","event":null,"properties":{' + P + b"}}",
+            Reason.MISSING_EVENT_NAME,
+            id="null_name_wins",
+        ),
+        pytest.param(
+            b'{"event":"e","properties":{' + P + b',"x":1,"x":2},"extra":1}',
+            Reason.UNEXPECTED_FIELD,
+            id="unexpected_field",
+        ),
+        pytest.param(
+            b'{"$distinct_id":"u1","$set":{"a":1,"a":2},"$unset":["b"]}',
+            Reason.MULTIPLE_OPERATIONS,
+            id="profile_multiple_operations",
+        ),
+        pytest.param(
+            b'{"$group_key":"c","$group_id":"acme","$group_id":"null","$set":{"a":1}}',
+            Reason.INVALID_GROUP,
+            id="group_placeholder_id_wins",
+        ),
+    ],
+)
+def test_rejected_lines_with_duplicate_keys_carry_no_flag(line: bytes, reason: Reason) -> None:
+    # Only accepted lines are counted in normalised.duplicate_keys.
+    assert has_duplicate_keys(line)
+    fate = classify(line, CONFIG)
+    assert (fate.kind, fate.reason, fate.normalised) == (Kind.REJECT, reason, 0)
+
+
+DUPLICATE_KEY_UPDATES = [
+    pytest.param(
+        b'{"$distinct_id":"u1","$set":{"a":1,"a":2}}',
+        b'{"$distinct_id":"u1","$set":{"a":2}}',
+        DUPLICATE_KEYS,
+        id="in_set_value",
+    ),
+    pytest.param(
+        b'{"$distinct_id" : "u1", "$set" : {"a" : {"b" : [ {"c":1, "c" : 2} ]}}}',
+        b'{"$distinct_id":"u1","$set":{"a":{"b":[{"c":2}]}}}',
+        DUPLICATE_KEYS,
+        id="deep_in_set_value_with_whitespace",
+    ),
+    pytest.param(
+        b'{"$distinct_id":"null","$distinct_id":"u2","$set":{"a":1}}',
+        b'{"$distinct_id":"u2","$set":{"a":1}}',
+        DUPLICATE_KEYS,
+        id="distinct_id",
+    ),
+    pytest.param(
+        b'{"$distinct_id":"u1","$distinct_id":7,"$set":{"a":1}}',
+        b'{"$distinct_id":"7","$set":{"a":1}}',
+        DUPLICATE_KEYS | NORMALISED_DISTINCT_ID,
+        id="distinct_id_then_integer",
+    ),
+    pytest.param(
+        b'{"$distinct_id":"u1","$set":{"a":1},"$set":{"b":2}}',
+        b'{"$distinct_id":"u1","$set":{"b":2}}',
+        DUPLICATE_KEYS,
+        id="operation_given_twice",
+    ),
+    pytest.param(
+        b'{"$distinct_id":"u:1","$set":{"url":"http://h:80","t":"12:00"},"$time":"10:11"}',
+        b'{"$distinct_id":"u:1","$set":{"url":"http://h:80","t":"12:00"},"$time":"10:11"}',
+        0,
+        id="colons_no_duplicate",
+    ),
+    pytest.param(
+        b'{"$distinct_id":"u1","$union":{"l":[{"a":1,"a":1}]}}',
+        b'{"$distinct_id":"u1","$union":{"l":[{"a":1}]}}',
+        DUPLICATE_KEYS,
+        id="in_union_list_of_objects_same_value",
+    ),
+    pytest.param(
+        b'{"$distinct_id":"u1","$set":{"k\\u003a":1,"k:":2}}',
+        b'{"$distinct_id":"u1","$set":{"k:":2}}',
+        DUPLICATE_KEYS,
+        id="escaped_colon_same_key",
+    ),
+    pytest.param(
+        b'{"$distinct_id":"u1","$token":"t","$token":"t","$delete":""}',
+        b'{"$distinct_id":"u1","$token":"t","$delete":""}',
+        DUPLICATE_KEYS,
+        id="modifier",
+    ),
+    pytest.param(
+        b'{"$group_key":"company","$group_id":1,"$group_id":"acme","$set":{"n":{"a":1,"a":2}}}',
+        b'{"$group_key":"company","$group_id":"acme","$set":{"n":{"a":2}}}',
+        DUPLICATE_KEYS,
+        id="group",
+    ),
+    pytest.param(
+        b'{"$group_key":"x","$group_key":"company","$group_id":7,"$unset":["a:b"]}',
+        b'{"$group_key":"company","$group_id":"7","$unset":["a:b"]}',
+        DUPLICATE_KEYS | NORMALISED_DISTINCT_ID,
+        id="group_key",
+    ),
+    pytest.param(
+        b'{"$group_key":"company","$group_id":"acme","$set":{"a\\u003ab":"\\u003a"}}',
+        b'{"$group_key":"company","$group_id":"acme","$set":{"a:b":":"}}',
+        0,
+        id="group_escaped_colons_no_duplicate",
+    ),
+]
+
+
+@pytest.mark.parametrize("line, written, flags", DUPLICATE_KEY_UPDATES)
+def test_duplicate_keys_on_updates(line: bytes, written: bytes, flags: int) -> None:
+    fate = classify(line, CONFIG)
+    assert fate.kind in (Kind.PROFILE, Kind.GROUP)
+    assert (fate.line, fate.normalised) == (written, flags)
+    assert fate.normalised & DUPLICATE_KEYS == has_duplicate_keys(line) * DUPLICATE_KEYS
+    assert classify(written, CONFIG).normalised == 0
+
+
+def test_duplicate_keys_deep_in_lists_written_by_the_deep_writer() -> None:
+    # Lists deeper than orjson writes go through _serialise_deep; the count holds there too.
+    inner = b'{"a:":1,"a:":{"b":"c:d"}}'
+    deep = b"[" * 600 + inner + b"]" * 600
+    line = dup_event(P + b',"l":' + deep)
+    fate = classify(line, CONFIG)
+    assert (fate.kind, fate.normalised) == (Kind.EVENT, DUPLICATE_KEYS)
+    assert fate.line == dup_event(P + b',"l":' + b"[" * 600 + b'{"a:":{"b":"c:d"}}' + b"]" * 600)
+    clean = classify(dup_event(P + b',"l":' + b"[" * 600 + b'{"a:":{"b":"c:d"}}' + b"]" * 600), CONFIG)
+    assert (clean.kind, clean.normalised) == (Kind.EVENT, 0)
+
+
+def test_duplicate_keys_deep_in_a_profile_written_by_the_deep_writer() -> None:
+    deep = b'{"a":' * 1000 + b'{"x":1,"x":2}' + b"}" * 1000
+    fate = classify(b'{"$distinct_id":"u1","$set":' + deep + b"}", CONFIG)
+    assert (fate.kind, fate.normalised) == (Kind.PROFILE, DUPLICATE_KEYS)
+    assert fate.line == b'{"$distinct_id":"u1","$set":' + b'{"a":' * 1000 + b'{"x":2}' + b"}" * 1000 + b"}"
+    clean = classify(fate.line, CONFIG)
+    assert (clean.kind, clean.line, clean.normalised) == (Kind.PROFILE, fate.line, 0)
+
+
+@pytest.mark.parametrize(
+    "text, colons",
+    [
+        (b"", 0),
+        (b'{"a":1}', 1),
+        (b'{"a:b" : "c:d"}', 3),
+        (b'{"a\\u003a":1}', 2),
+        (b'{"a\\u003A":1}', 2),
+        (b'{"a\\u003b":1}', 1),  # ";", not a colon
+        (b'{"a":"\\\\u003a"}', 1),  # a backslash, then the text u003a
+        (b'{"a":"\\\\\\u003a"}', 2),  # a backslash, then a colon
+        (b'{"a":"\\"\\u003a\\n\\u003a"}', 3),
+    ],
+)
+def test_colons_counts_escaped_colons_exactly(text: bytes, colons: int) -> None:
+    assert rules._colons(text) == colons
+    if text:
+        # The count is the one of the text as written back.
+        assert orjson.dumps(json.loads(text)).count(b":") == colons
+
+
+def has_duplicate_keys(line: bytes) -> bool:
+    """The truth, from the standard library's parser: does any object repeat a key?"""
+    found = False
+
+    def pairs_hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal found
+        if len({key for key, _ in pairs}) != len(pairs):
+            found = True
+        return dict(pairs)
+
+    json.loads(line, object_pairs_hook=pairs_hook)
+    return found
+
+
+# Keys from a small alphabet so that objects repeat keys by chance as well.
+_DUP_KEYS = st.text(alphabet="ab:é😀\\\"", max_size=3)
+_DUP_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=6) | st.sampled_from(["", ":", "a:b", "\\u003a"]),
+)
+# Objects are lists of pairs, so that they can give a key twice.
+_DUP_TREES = st.recursive(
+    _DUP_SCALARS,
+    lambda children: st.lists(children, max_size=4).map(lambda items: ("list", items))
+    | st.lists(st.tuples(_DUP_KEYS, children), max_size=4).map(lambda pairs: ("object", pairs)),
+    max_leaves=10,
+)
+
+
+@st.composite
+def json_text(draw: st.DrawFn, value: object) -> bytes:
+    """JSON for a tree of _DUP_TREES, written with random spacing and escapes."""
+
+    def escaped(char: str) -> str:
+        if char in '"\\' and draw(st.booleans()):
+            return "\\" + char
+        if ord(char) > 0xFFFF:
+            return json.dumps(char)[1:-1]  # a surrogate pair
+        return draw(st.sampled_from(["\\u%04x", "\\u%04X"])) % ord(char)
+
+    def space() -> str:
+        return draw(st.sampled_from(["", "", " ", "\t", " \r\t "]))
+
+    def string(text: str) -> str:
+        out = []
+        for char in text:
+            if char == ":":
+                out.append(draw(st.sampled_from([":", ":", "\\u003a", "\\u003A"])))
+            elif char in '"\\' or char < " " or draw(st.integers(0, 3)) == 0:
+                out.append(escaped(char))
+            else:
+                out.append(char)
+        return '"' + "".join(out) + '"'
+
+    def write(node: object) -> str:
+        if isinstance(node, tuple):
+            kind, items = node
+            if kind == "list":
+                return "[" + ",".join(space() + write(item) + space() for item in items) + "]"
+            pairs = list(items)
+            if pairs and draw(st.booleans()):
+                # Insert a duplicate of one key, before or after its first use.
+                at = draw(st.integers(0, len(pairs) - 1))
+                where = draw(st.integers(0, len(pairs)))
+                pairs.insert(where, (pairs[at][0], draw(_DUP_SCALARS)))
+            return (
+                "{"
+                + ",".join(space() + string(k) + space() + ":" + space() + write(v) for k, v in pairs)
+                + space()
+                + "}"
+            )
+        if isinstance(node, str):
+            return string(node)
+        return json.dumps(node)
+
+    return write(value).encode("utf-8")
+
+
+TIME_TEXTS = st.sampled_from(
+    [
+        "1704067200",
+        "1704067200.5",
+        '"1704067200"',
+        '"2024-01-01T00:00:00Z"',
+        '"2024-01-01 01:00+01:00"',
+        '"2024-01-01T00\\u003a00\\u003A00Z"',
+    ]
+)
+
+
+@st.composite
+def lines_with_duplicates(draw: st.DrawFn) -> bytes:
+    """An event or a profile update whose values are random trees, with duplicate keys at random."""
+    tree = draw(_DUP_TREES)
+    extra = draw(json_text(("object", [("x", tree), ("y", tree)])))
+    if draw(st.booleans()):
+        return b'{"$distinct_id":"u1","$set":' + extra + b"}"
+    head = [b'"time":' + draw(TIME_TEXTS).encode(), b'"distinct_id":"u1"']
+    if draw(st.booleans()):
+        head.append(b'"$insert_id":"a1"')
+    if draw(st.booleans()):  # a duplicated rule key, overridden by a valid value
+        head.insert(0, b'"distinct_id":"x:y"')
+    properties = b",".join(head)
+    if extra != b"{}":
+        properties += b"," + extra[1:-1]
+    return b'{"event":"e","properties":{' + properties + b"}}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(lines_with_duplicates(), st.sampled_from([CONFIG, CONFIG_MS]))
+def test_duplicate_keys_flag_is_the_standard_parsers_truth(line: bytes, config: RuleConfig) -> None:
+    fate = classify(line, config)
+    if fate.kind == Kind.REJECT:
+        assert fate.normalised == 0
+        return
+    assert bool(fate.normalised & DUPLICATE_KEYS) == has_duplicate_keys(line)
+    # The last value won, as in the standard library's parser.
+    written = orjson.loads(fate.line)
+    expected = json.loads(line)
+    if fate.kind == Kind.EVENT:
+        for name in ("time", "$insert_id"):
+            written["properties"].pop(name)
+            expected["properties"].pop(name, None)
+    assert written == expected
 
 
 # ---------------------------------------------------------------- details never leak values

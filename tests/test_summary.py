@@ -9,7 +9,14 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import TOOL_NAME, __version__
-from pipeline.summary import MergeTallies, WriteSummary, build_details, build_summary, read_summary
+from pipeline.summary import (
+    CollectReportFigures,
+    MergeTallies,
+    WriteSummary,
+    build_details,
+    build_summary,
+    read_summary,
+)
 from transforms.write import WrittenFile
 
 DAY1 = "events/day=2024-01-01"
@@ -47,6 +54,7 @@ TALLIES = {
     "rejected_invalid_utf8": 0,
     "normalised_time": 3,
     "normalised_distinct_id": 1,
+    "normalised_duplicate_keys": 2,
     "operation_profiles_$set": 2,
     "operation_groups_$unset": 1,
 }
@@ -74,7 +82,7 @@ EXPECTED_SUMMARY = {
             {"path": "rejects/part-00000-of-00001.ndjson.gz", "lines": 3, "bytes": 500},
         ],
     },
-    "normalised": {"time": 3, "distinct_id": 1, "insert_id_generated": 0},
+    "normalised": {"time": 3, "distinct_id": 1, "insert_id_generated": 0, "duplicate_keys": 2},
     "balanced": True,
     "checks": {
         "balanced": True,
@@ -87,6 +95,7 @@ EXPECTED_SUMMARY = {
     "details": {
         "top_events": [],
         "reject_examples": {},
+        "duplicate_key_examples": [],
         "updates_by_operation": {"profiles": {"$set": 2}, "groups": {"$unset": 1}},
     },
 }
@@ -167,14 +176,76 @@ def test_build_details():
         "invalid_json": [(1, 50, {"line": "b"}), (0, 900, {"line": "a"}), (1, 7, {"line": "c"})],
         "invalid_utf8": [(0, 0, {"line_base64": "/w=="})],
     }
-    assert build_details(TALLIES, [("Signup", 5), ("Play", 2)], examples) == {
+    duplicates = [(2, 5, {"line": "z"}), (0, 10, {"line": "x"}), (2, 1, {"line": "y"})]
+    assert build_details(TALLIES, [("Signup", 5), ("Play", 2)], examples, duplicates) == {
         "top_events": [{"name": "Signup", "count": 5}, {"name": "Play", "count": 2}],
         "reject_examples": {
             "invalid_json": [{"line": "a"}, {"line": "c"}, {"line": "b"}],
             "invalid_utf8": [{"line_base64": "/w=="}],
         },
+        "duplicate_key_examples": [{"line": "x"}, {"line": "y"}, {"line": "z"}],
         "updates_by_operation": {"profiles": {"$set": 2}, "groups": {"$unset": 1}},
     }
+
+
+def test_build_summary_counts_duplicate_keys_apart_from_the_books():
+    # Lines that gave a key twice were accepted: they change no other figure.
+    without = build_summary(HEADER, {k: v for k, v in TALLIES.items() if k != "normalised_duplicate_keys"}, FILES, None)
+    assert without["normalised"]["duplicate_keys"] == 0
+    with_them = build_summary(HEADER, TALLIES, FILES, None)
+    assert with_them["normalised"]["duplicate_keys"] == 2
+    with_them["normalised"]["duplicate_keys"] = 0
+    assert with_them == without
+
+
+def example(rank, offset):
+    return (rank, offset, {"source": f"f{rank}", "offset": offset, "line": "{}"})
+
+
+def test_collect_report_figures_exact():
+    with TestPipeline(runner="FnApiRunner") as p:
+        split = {
+            "event_names": p | "Names" >> beam.Create([[("Play", 2), ("Signup", 1)], [("Play", 3)]]),
+            "reject_examples": p
+            | "Rejects"
+            >> beam.Create(
+                [("invalid_json", [example(1, 9)]), ("invalid_json", [example(0, 50)]), ("missing_time", [example(0, 7)])]
+            ),
+            # Batches in no particular order; the first five lines in upload order win.
+            "duplicate_key_examples": p
+            | "Duplicates"
+            >> beam.Create(
+                [
+                    [example(2, 0), example(2, 40)],
+                    [example(0, 300), example(0, 310), example(0, 320), example(0, 330), example(0, 340)],
+                    [example(0, 5), example(1, 77)],
+                ]
+            ),
+        }
+        figures = split | CollectReportFigures()
+        assert_that(figures["top_events"], equal_to([[("Play", 5), ("Signup", 1)]]), label="CheckTopEvents")
+        assert_that(
+            figures["reject_examples"],
+            equal_to([("invalid_json", [example(0, 50), example(1, 9)]), ("missing_time", [example(0, 7)])]),
+            label="CheckRejectExamples",
+        )
+        assert_that(
+            figures["duplicate_key_examples"],
+            equal_to([[example(0, 5), example(0, 300), example(0, 310), example(0, 320), example(0, 330)]]),
+            label="CheckDuplicateKeyExamples",
+        )
+
+
+def test_collect_report_figures_of_nothing():
+    with TestPipeline(runner="FnApiRunner") as p:
+        split = {
+            name: p | name >> beam.Create([])
+            for name in ("event_names", "reject_examples", "duplicate_key_examples")
+        }
+        figures = split | CollectReportFigures()
+        assert_that(figures["top_events"], equal_to([[]]), label="CheckTopEvents")
+        assert_that(figures["reject_examples"], equal_to([]), label="CheckRejectExamples")
+        assert_that(figures["duplicate_key_examples"], equal_to([[]]), label="CheckDuplicateKeyExamples")
 
 
 def test_merge_tallies():
@@ -236,6 +307,8 @@ def run_write_summary(root, tallies_parts, max_reject_ratio=None, stale=()):
             "top_events": p | "TopEvents" >> beam.Create([[("Signup", 5)]]),
             "reject_examples": p
             | "Examples" >> beam.Create([("invalid_json", [(0, 3, {"source": "a", "offset": 3, "line": "{"})])]),
+            "duplicate_key_examples": p
+            | "DuplicateKeyExamples" >> beam.Create([[(1, 8, {"source": "b", "offset": 8, "line": "{}"})]]),
         }
         summary = files | WriteSummary(
             root, RUN_ID, HEADER, tallies, figures, stale_files=stale, max_reject_ratio=max_reject_ratio
@@ -248,6 +321,7 @@ def run_write_summary(root, tallies_parts, max_reject_ratio=None, stale=()):
             {
                 "top_events": [{"name": "Signup", "count": 5}],
                 "reject_examples": {"invalid_json": [{"source": "a", "offset": 3, "line": "{"}]},
+                "duplicate_key_examples": [{"source": "b", "offset": 8, "line": "{}"}],
                 "updates_by_operation": {"profiles": {"$set": 2}, "groups": {"$unset": 1}},
             },
         )
@@ -304,6 +378,7 @@ def test_write_summary_new_location_unbalanced(tmp_path):
         figures = {
             "top_events": p | "TopEvents" >> beam.Create([[]]),
             "reject_examples": p | "Examples" >> beam.Create([]),
+            "duplicate_key_examples": p | "DuplicateKeyExamples" >> beam.Create([[]]),
         }
         summary = files | WriteSummary(root, RUN_ID, HEADER, tallies, figures)
         assert_that(

@@ -123,6 +123,7 @@ def test_validate_and_split_every_output(rule_config):
             ),
             label="CheckRejectExamples",
         )
+        assert_that(out.duplicate_key_examples, equal_to([]), label="CheckNoDuplicateKeyExamples")
 
 
 def test_validate_and_split_written_lines(rule_config):
@@ -218,6 +219,99 @@ def test_validate_and_split_one_batch_per_route_in_offset_order(rule_config):
             ),
             label="CheckRejectExamples",
         )
+        assert_that(out.duplicate_key_examples, equal_to([]), label="CheckNoDuplicateKeyExamples")
+
+
+# Lines that give a key twice: the last value wins, and accepted ones are counted and shown.
+DUP_SIGNUP = (
+    b'{"event":"Signup","properties":{"time":1704067200,"time":"2024-01-01T00:00:00Z",'
+    b'"distinct_id":"u1","$insert_id":"s1"}}'
+)
+DUP_PROFILE = b'{"$distinct_id":"u1","$set":{"plan":"free"},"$set":{"plan":"pro"}}'
+DUP_GROUP = b'{"$group_key":"company","$group_id":"acme","$set_once":{"l":[{"a":1,"a":2}]}}'
+DUP_REJECT = b'{"event":"Signup","properties":{"time":1704067200,"time":null,"distinct_id":"u1"}}'
+
+
+def test_validate_and_split_duplicate_keys(rule_config):
+    c = rule_config
+    batch_a = (0, PATH_A, [0, 120, 200], [DUP_SIGNUP, DUP_REJECT, SIGNUP_JAN1])
+    batch_b = (1, PATH_B, [0, 70, 150], [DUP_PROFILE, DUP_GROUP, PROFILE])
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create([batch_a, batch_b]) | ValidateAndSplit(c)
+        # DUP_SIGNUP is SIGNUP_JAN1 with its time given twice: the same event, one key.
+        assert_that(
+            out.events,
+            equal_to([("events/day=2024-01-01", accepted(0, [0, 200], [DUP_SIGNUP, SIGNUP_JAN1], c))]),
+            label="CheckEvents",
+        )
+        assert_that(
+            out.profiles,
+            equal_to([("profiles", accepted(1, [0, 150], [DUP_PROFILE, PROFILE], c))]),
+            label="CheckProfiles",
+        )
+        assert_that(out.groups, equal_to([("groups", accepted(1, [70], [DUP_GROUP], c))]), label="CheckGroups")
+        assert_that(
+            out.rejects,
+            equal_to([("rejects", (0, [120], b"", [reject("missing_time", DUP_REJECT, PATH_A, 120, c)]))]),
+            label="CheckRejects",
+        )
+        assert_that(
+            out.tallies,
+            equal_to(
+                [
+                    {
+                        "lines": 3,
+                        "events_accepted": 2,
+                        "profiles": 0,
+                        "groups": 0,
+                        "rejected": 1,
+                        "rejected_missing_time": 1,
+                        "normalised_time": 1,
+                        "normalised_duplicate_keys": 1,
+                    },
+                    {
+                        "lines": 3,
+                        "events_accepted": 0,
+                        "profiles": 2,
+                        "groups": 1,
+                        "rejected": 0,
+                        "normalised_duplicate_keys": 2,
+                        "operation_profiles_$set": 2,
+                        "operation_groups_$set_once": 1,
+                    },
+                ]
+            ),
+            label="CheckTallies",
+        )
+        assert_that(out.event_names, equal_to([[("Signup", 2)]]), label="CheckEventNames")
+        assert_that(
+            out.reject_examples,
+            equal_to([("missing_time", [(0, 120, {"source": PATH_A, "offset": 120, "line": DUP_REJECT.decode()})])]),
+            label="CheckRejectExamples",
+        )
+        assert_that(
+            out.duplicate_key_examples,
+            equal_to(
+                [
+                    [(0, 0, {"source": PATH_A, "offset": 0, "line": DUP_SIGNUP.decode()})],
+                    [
+                        (1, 0, {"source": PATH_B, "offset": 0, "line": DUP_PROFILE.decode()}),
+                        (1, 70, {"source": PATH_B, "offset": 70, "line": DUP_GROUP.decode()}),
+                    ],
+                ]
+            ),
+            label="CheckDuplicateKeyExamples",
+        )
+
+
+def test_validate_and_split_duplicate_keys_written_lines(rule_config):
+    c = rule_config
+    assert accepted(0, [0, 0, 0], [DUP_SIGNUP, DUP_PROFILE, DUP_GROUP], c)[3] == [
+        b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"s1"}}',
+        b'{"$distinct_id":"u1","$set":{"plan":"pro"}}',
+        b'{"$group_key":"company","$group_id":"acme","$set_once":{"l":[{"a":2}]}}',
+    ]
+    assert classify(DUP_SIGNUP, c).key == classify(SIGNUP_JAN1, c).key
 
 
 def test_validate_and_split_blank_only_batch_emits_tallies_only(rule_config):
@@ -229,6 +323,7 @@ def test_validate_and_split_blank_only_batch_emits_tallies_only(rule_config):
         assert_that(out.rejects, equal_to([]), label="CheckNoRejects")
         assert_that(out.event_names, equal_to([]), label="CheckNoEventNames")
         assert_that(out.reject_examples, equal_to([]), label="CheckNoRejectExamples")
+        assert_that(out.duplicate_key_examples, equal_to([]), label="CheckNoDuplicateKeyExamples")
         assert_that(
             out.tallies,
             equal_to(

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import orjson
 
 from transforms.rules import (
+    DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
     NORMALISED_TIME,
@@ -54,11 +55,13 @@ NORMALISED_PREFIX = "normalised_"
 PROFILE_OPERATION_PREFIX = "operation_profiles_"
 GROUP_OPERATION_PREFIX = "operation_groups_"
 EXAMPLES_PER_REASON = 5
-EXAMPLE_CHARS = 300  # reject examples are for people: a glimpse, not the record
+DUPLICATE_KEY_EXAMPLES = 5  # accepted lines shown that gave a key twice
+EXAMPLE_CHARS = 300  # examples are for people: a glimpse, not the record
 _NORMALISED_FLAGS = (
     (NORMALISED_TIME, NORMALISED_PREFIX + "time"),
     (NORMALISED_DISTINCT_ID, NORMALISED_PREFIX + "distinct_id"),
     (INSERT_ID_GENERATED, NORMALISED_PREFIX + "insert_id_generated"),
+    (DUPLICATE_KEYS, NORMALISED_PREFIX + "duplicate_keys"),
 )
 
 
@@ -124,8 +127,11 @@ def reject_line(reason: str, detail: str, path: str, offset: int, raw: bytes) ->
     return bytes(memoryview(orjson.dumps(record)))
 
 
-def reject_example(path: str, offset: int, raw: bytes) -> dict[str, object]:
-    """A short, JSON-safe glimpse of a refused line for the run report."""
+def line_example(path: str, offset: int, raw: bytes) -> dict[str, object]:
+    """A short, JSON-safe glimpse of an input line for the run report.
+
+    The report shows rejects this way, and accepted lines that gave a key twice.
+    """
     example: dict[str, object] = {"source": path, "offset": offset}
     try:
         example["line"] = raw.decode("utf-8")[:EXAMPLE_CHARS]
@@ -162,6 +168,7 @@ class SortedBatch(NamedTuple):
     tallies: Counter[str]
     event_names: Counter[str]  # accepted events per name
     examples: dict[str, list[Example]]  # reason -> the batch's first few rejects
+    duplicate_key_examples: list[Example]  # the batch's first few accepted lines that gave a key twice
 
 
 def sort_batch(
@@ -175,7 +182,9 @@ def sort_batch(
 
     Every line is counted exactly once: as blank, or in exactly one of the
     events, profiles, groups and rejects. Each output batch keeps the input's
-    order (ascending offsets).
+    order (ascending offsets). Accepted lines that gave a key twice are
+    counted under "normalised_duplicate_keys" (events, superseded or not,
+    and updates alike), and the first few are kept as examples.
     """
     events: dict[str, _Columns] = {}
     profiles, groups, rejects = _Columns(), _Columns(), _Columns()
@@ -183,6 +192,7 @@ def sort_batch(
     normalised = Counter[int]()
     names: Counter[str] = Counter()
     examples: dict[str, list[Example]] = {}
+    repeated_keys: list[Example] = []
     for offset, raw in zip(offsets, lines):
         fate = classify(raw, config)
         kind = fate.kind
@@ -194,8 +204,6 @@ def sort_batch(
             columns.keys.append(fate.key)
             columns.lines.append(fate.line)
             names[fate.name] += 1
-            if fate.normalised:
-                normalised[fate.normalised] += 1
         elif kind == Kind.REJECT:
             reason = fate.reason.value  # type: ignore[union-attr]
             rejects.offsets.append(offset)
@@ -203,7 +211,7 @@ def sort_batch(
             tallies[REJECTED_PREFIX + reason] += 1
             shown = examples.setdefault(reason, [])
             if len(shown) < EXAMPLES_PER_REASON:
-                shown.append((rank, offset, reject_example(path, offset, raw)))
+                shown.append((rank, offset, line_example(path, offset, raw)))
         elif kind == Kind.PROFILE or kind == Kind.GROUP:
             columns, prefix = (
                 (profiles, PROFILE_OPERATION_PREFIX)
@@ -214,10 +222,13 @@ def sort_batch(
             columns.keys.append(fate.key)
             columns.lines.append(fate.line)
             tallies[prefix + fate.name] += 1
-            if fate.normalised:
-                normalised[fate.normalised] += 1
         else:
             tallies[BLANK_LINES] += 1
+        flags = fate.normalised  # 0 for blanks and rejects
+        if flags:
+            normalised[flags] += 1
+            if flags & DUPLICATE_KEYS and len(repeated_keys) < DUPLICATE_KEY_EXAMPLES:
+                repeated_keys.append((rank, offset, line_example(path, offset, raw)))
     tallies[LINES] += len(lines)
     tallies[EVENTS_ACCEPTED] += sum(len(c.lines) for c in events.values())
     tallies[PROFILES] += len(profiles.lines)
@@ -235,6 +246,7 @@ def sort_batch(
         tallies,
         names,
         examples,
+        repeated_keys,
     )
 
 

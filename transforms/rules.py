@@ -95,6 +95,7 @@ REASON_MEANINGS: dict[Reason, str] = {
 NORMALISED_TIME = 1
 NORMALISED_DISTINCT_ID = 2
 INSERT_ID_GENERATED = 4
+DUPLICATE_KEYS = 8  # a key was given twice in one object, at any depth; the last one won
 
 # Mixpanel's limits, as DESIGN.md §2 states them.
 MAX_EVENT_NAME_CHARS = 255
@@ -158,6 +159,12 @@ _ISO_TIME = re.compile(
     r"(?:(Z)|([+-])([0-9]{2})(?::([0-9]{2}))?)?"
 )
 
+# An escape sequence of a JSON string; group 1 is set when it is an escaped
+# colon. Every backslash of valid JSON starts an escape (inside a string), so
+# matching from the left stays in step with the parser.
+_ESCAPE = re.compile(rb"\\(?:(u003[aA])|.)", re.DOTALL)
+_ESCAPED_COLON_PREFIX = b"\\u003"
+
 _UNIX_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 _DAY_CACHE: dict[int, str] = {}
 _DAY_CACHE_LIMIT = 100_000  # about 270 years of distinct days
@@ -216,8 +223,8 @@ class Fate(NamedTuple):
         $insert_id, day); a profile's $distinct_id; a group's ($group_key,
         $group_id). Stable across processes and runs.
       name: an event's name; the operation of a profile or group update.
-      normalised: a bitmask of NORMALISED_TIME, NORMALISED_DISTINCT_ID and
-        INSERT_ID_GENERATED.
+      normalised: a bitmask of NORMALISED_TIME, NORMALISED_DISTINCT_ID,
+        INSERT_ID_GENERATED and DUPLICATE_KEYS.
       reason: a reject's reason.
       detail: a reject's human sentence; it names fields, never their values.
     """
@@ -277,9 +284,9 @@ def classify(line: bytes, config: RuleConfig) -> Fate:
     if "event" in record:
         return _classify_event(line, record, config)
     if "$group_key" in record:
-        return _classify_update(record, _GROUP)
+        return _classify_update(line, record, _GROUP)
     if "$distinct_id" in record:
-        return _classify_update(record, _PROFILE)
+        return _classify_update(line, record, _PROFILE)
     if "properties" in record:
         return _classify_event(line, record, config)
     return _reject(
@@ -616,6 +623,21 @@ def _classify_event(line: bytes, record: dict[str, Any], config: RuleConfig) -> 
             f"unexpected top-level key {_field(extra)}; an event has only event and properties",
         )
 
+    # Duplicate keys (see _colons). A line written back byte for byte, or
+    # with only a generated $insert_id added before its last two bytes ("}}"),
+    # gave no key twice: its keys are all keys of the written line, in the
+    # same objects, where each key is given once (two bytes can hold no key).
+    # Any other event has the raw line's colons, plus the generated
+    # $insert_id's, less those of a time string made a number.
+    if out != line and not (flags & INSERT_ID_GENERATED and out.startswith(line[:-2])):
+        colons = _colons(line)
+        if type(raw_time) is str:
+            colons -= raw_time.count(":")
+        if flags & INSERT_ID_GENERATED:
+            colons += 1
+        if out.count(b":") != colons:
+            flags |= DUPLICATE_KEYS
+
     day = day_of(seconds)
     key = _blake2b(_dumps([name, distinct_id, insert_id, day]), digest_size=16).digest()
     return _new_fate(Fate, (_EVENT, _join((out, _NOTHING)), day, key, name, flags, None, ""))
@@ -638,6 +660,33 @@ def _insert_id_problem(insert_id: object) -> str:
     if insert_id.lower() in PLACEHOLDERS:  # only [A-Za-z0-9-]: nothing to trim
         return "properties.$insert_id is a placeholder value"
     return ""
+
+
+def _colons(line: bytes) -> int:
+    """The colons of a parsed JSON text: one per key (the separator) and those inside strings.
+
+    How duplicate keys are found without walking the record: in JSON, a ":"
+    is either a key's separator or a character of a string (byte 0x3A is
+    never part of a multi-byte UTF-8 character), and orjson writes ":" as
+    is, never escaped. So a record written back has exactly the colons of
+    the text it was parsed from, unless the parser dropped something: an
+    object that gave a key twice keeps the last value, and the earlier
+    pair's separator (and every colon inside that pair) is gone. Comparing
+    the two counts is exact, at the cost of two C-speed scans. The callers
+    account for the rules' own changes (a generated $insert_id adds one
+    key; a time string made a number loses its colons), and skip the counts
+    when the written line starts with the raw one (less its closing bytes),
+    which proves the raw line gave no key twice.
+
+    A colon can also be written as the escape \\u003a (or \\u003A); the
+    rare line holding one has its escapes read one by one.
+    """
+    colons = line.count(b":")
+    # memchr() first: most lines hold no backslash at all.
+    if line.find(b"\\") >= 0 and line.find(_ESCAPED_COLON_PREFIX) >= 0:
+        escapes = _ESCAPE.findall(line)
+        colons += len(escapes) - escapes.count(b"")
+    return colons
 
 
 def _is_flat(line: bytes) -> bool:
@@ -703,7 +752,7 @@ def _shape_problem(properties: dict[str, Any]) -> Fate | None:
     return None
 
 
-def _classify_update(record: dict[str, Any], kind: Kind) -> Fate:
+def _classify_update(line: bytes, record: dict[str, Any], kind: Kind) -> Fate:
     """A profile (kind PROFILE) or group (kind GROUP) update, per DESIGN.md §2.
 
     Checks run in the order of DESIGN.md's list of reasons: the identity
@@ -777,14 +826,17 @@ def _classify_update(record: dict[str, Any], kind: Kind) -> Fate:
     if flags:
         # Assigning an existing key keeps its place: the record is written as given.
         record["$distinct_id" if kind is _PROFILE else "$group_id"] = identity
-    line = _serialise(record)
-    if len(line) > MAX_RECORD_BYTES:
+    out = _serialise(record)
+    if len(out) > MAX_RECORD_BYTES:
         return _reject(
             Reason.RECORD_TOO_LARGE,
-            f"the normalised record is {len(line)} bytes; it must be under {MAX_RECORD_BYTES + 1}",
+            f"the normalised record is {len(out)} bytes; it must be under {MAX_RECORD_BYTES + 1}",
         )
+    # Duplicate keys (see _colons): an integer id made a string adds no colon.
+    if out != line and out.count(b":") != _colons(line):
+        flags |= DUPLICATE_KEYS
     key = _blake2b(_dumps(key_parts), digest_size=16).digest()
-    return _new_fate(Fate, (kind, _join((line, _NOTHING)), "", key, operation, flags, None, ""))
+    return _new_fate(Fate, (kind, _join((out, _NOTHING)), "", key, operation, flags, None, ""))
 
 
 def _operation_problem(operation: str, value: object) -> str:

@@ -28,6 +28,9 @@ REJECTS = "rejects"
 TALLIES = "tallies"
 EVENT_NAMES = "event_names"
 REJECT_EXAMPLES = "reject_examples"
+# Apart from REJECT_EXAMPLES, which is keyed by reason: these lines were
+# accepted, and a consumer of one must never take them for the other.
+DUPLICATE_KEY_EXAMPLES = "duplicate_key_examples"
 
 
 class _SortBatch(beam.DoFn):
@@ -62,6 +65,8 @@ class _SortBatch(beam.DoFn):
             yield pvalue.TaggedOutput(EVENT_NAMES, list(result.event_names.items()))
         for reason, examples in result.examples.items():
             yield pvalue.TaggedOutput(REJECT_EXAMPLES, (reason, examples))
+        if result.duplicate_key_examples:
+            yield pvalue.TaggedOutput(DUPLICATE_KEY_EXAMPLES, result.duplicate_key_examples)
 
 
 class ValidateAndSplit(beam.PTransform):
@@ -70,8 +75,10 @@ class ValidateAndSplit(beam.PTransform):
     Input: `Batch` tuples from ReadRawLines. Output: a DoOutputsTuple with
     `events` (route, RecordBatch) per UTC day, `profiles`, `groups` and
     `rejects` (route, RecordBatch), `tallies` (dict of counts per batch), `event_names`
-    ([(name, count)] per batch) and `reject_examples` ((reason, [example])
-    per batch, the batch's first few).
+    ([(name, count)] per batch), `reject_examples` ((reason, [example])
+    per batch, the batch's first few) and `duplicate_key_examples`
+    ([example] per batch: its first few accepted lines that gave a key
+    twice), where an example is (rank, offset, records.line_example(...)).
 
     Guarantees: every input line is counted in `tallies["lines"]` and ends in
     exactly one of: blank (counted), events, profiles, groups, rejects.
@@ -85,5 +92,12 @@ class ValidateAndSplit(beam.PTransform):
 
     def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
         return batches | "ClassifyLines" >> beam.ParDo(_SortBatch(self._config)).with_outputs(
-            PROFILES, GROUPS, REJECTS, TALLIES, EVENT_NAMES, REJECT_EXAMPLES, main=EVENTS
+            PROFILES,
+            GROUPS,
+            REJECTS,
+            TALLIES,
+            EVENT_NAMES,
+            REJECT_EXAMPLES,
+            DUPLICATE_KEY_EXAMPLES,
+            main=EVENTS,
         )
