@@ -196,7 +196,10 @@ def _hex(rng: random.Random, digits: int) -> str:
 
 
 class _LineMaker:
-    """Makes one line at a time; all randomness comes from one seeded Random."""
+    """Makes one line at a time; all randomness comes from two seeded Randoms.
+
+    The second one only decides which lines give a key twice, and how.
+    """
 
     def __init__(self, rng: random.Random, duplicates: random.Random) -> None:
         self._rng = rng

@@ -293,8 +293,8 @@ class _FinishRun(beam.DoFn):
         tallies: Mapping[str, int],
         top_events: Sequence[tuple[str, int]],
         reject_examples: Mapping[str, Sequence[Any]],
-        duplicate_key_examples: Sequence[Any],
         unreadable_files: Sequence[Sequence[Any]] | None = None,
+        duplicate_key_examples: Sequence[Any] = (),
     ) -> Iterator[dict[str, Any]]:
         details = build_details(tallies, top_events, reject_examples, duplicate_key_examples)
         summary = build_summary(
