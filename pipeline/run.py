@@ -18,7 +18,9 @@ from pipeline.options import (
     PrepOptions,
     UsageError,
     check_beam_options,
+    check_dry_run,
     check_options,
+    check_remote_runner,
     create_checked_runner,
     format_time,
     own_options,
@@ -64,7 +66,8 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     Everything Beam would refuse later, with a usage dump, a traceback or
     only a warning, is refused here first, before any work: bad option
     values, an unknown runner, unknown options and stray words, Beam's own
-    option checks for the runner.
+    option checks for the runner, and what a runner on other machines cannot
+    use (local paths; DataflowRunner without the worker image).
 
     Raises:
       UsageError: naming the option and what is wrong with it.
@@ -88,6 +91,10 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     except PlaceholderError as err:
         raise UsageError(str(err)) from None
     check_options(own)
+    check_dry_run(options, created)
+    # Before Beam's checks, which for DataflowRunner already ask Cloud Storage
+    # about the temp bucket: a launch that cannot work is refused offline.
+    check_remote_runner(options, created)
     check_beam_options(options, created)
     if direct:
         _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", DEFAULT_RUNNER)
