@@ -29,8 +29,10 @@ DAG_FILE = REPO / "scheduling" / "airflow_dag.py"
 LAUNCH_BODY = REPO / "scheduling" / "flex_template_launch.json"
 DOCS = REPO / "README.md"
 REQUIRED = ("input", "output")  # check_options refuses a run without them
-# Beam options that the template's users pass beside metadata.json's parameters.
+# Beam options that metadata.json declares too (the console only shows declared
+# parameters); the launcher refuses a Dataflow launch without the worker image.
 BEAM_PARAMETERS = ("sdk_container_image",)
+REQUIRED_PARAMETERS = (*REQUIRED, "sdk_container_image")
 
 
 PYPROJECT = (REPO / "pyproject.toml").read_text(encoding="utf-8")  # tomllib is 3.11+
@@ -186,8 +188,10 @@ def test_the_dockerfile_passes_hadolint():
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    PrepOptions._add_argparse_args(parser)
+    """This tool's options and Beam's (every registered PipelineOptions subclass)."""
+    parser = _BeamArgumentParser()
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
     return parser
 
 
@@ -206,13 +210,13 @@ def test_every_parameter_is_an_option_of_the_tool_under_its_own_name():
         assert options[f"--{name}"].dest == name
 
 
-def test_every_option_of_the_tool_is_a_parameter():
-    assert sorted(PARAMS) == sorted(OWN_OPTIONS)
+def test_every_option_of_the_tool_and_the_worker_image_is_a_parameter():
+    assert sorted(PARAMS) == sorted((*OWN_OPTIONS, *BEAM_PARAMETERS))
 
 
 def test_required_options_are_required_parameters_and_the_rest_optional():
     for name, param in PARAMS.items():
-        assert param.get("isOptional", False) is (name not in REQUIRED), name
+        assert param.get("isOptional", False) is (name not in REQUIRED_PARAMETERS), name
         assert param["label"].strip() and param["helpText"].strip()
 
 
@@ -240,6 +244,11 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
         ("run_date", ["2024-02-29"], ["2024-2-29", "yesterday"]),
         ("reference_time", ["2024-02-01T00:00:00Z", "1706745600", "2024-02-01 00:00:00+01:00"], ["now"]),
         ("input", ["gs://b/{date-1}/**", "s3://b/x/*"], ["/local/path", "b/x"]),
+        ("sdk_container_image",
+         ["us-central1-docker.pkg.dev/my-project/pipelines/cloud-import-prep:1.0.0", "gcr.io/p/image",
+          "localhost:5000/team/image:v2_1", "eu.gcr.io/p/image@sha256:" + "ab" * 32],
+         ["", "image:1.0", "Registry.io/p/i:1", "gs://bucket/image", "r.io/p/i:1 --runner=DirectRunner",
+          "r.io/p/i:", "r.io/p/i@sha256:abc"]),
     ],
 )
 def test_parameter_regexes_match_what_the_tool_accepts(name, good, bad):
@@ -264,7 +273,7 @@ def _options(*extra: str) -> PrepOptions:
 def test_a_launch_with_every_example_value_parses_and_passes_the_usage_checks():
     launcher = _load(REPO / "scheduling" / "flex_template_main.py", "flex_template_main")
     params = [f"--{name}={_example(p)}" for name, p in PARAMS.items()]
-    args = launcher.command_line([*params, "--sdk_container_image=img"])
+    args = launcher.command_line(params)
     # What Dataflow's launcher adds (Beam checks them for DataflowRunner); --dry_run
     # keeps Beam's bucket checks off the network.
     args += ["--project=my-project", "--region=us-central1", "--temp_location=gs://dataflow-bucket/tmp",
