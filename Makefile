@@ -23,10 +23,11 @@ export TZ := UTC
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The runtime dependencies at the versions the Docker image gets (constraints.txt).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # Runs the pipeline locally (in-process runner) and prints the run summary.

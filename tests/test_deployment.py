@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from packaging.utils import canonicalize_name
+
+import pins as pins_module
 
 from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve
@@ -170,6 +173,40 @@ def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context():
     for source in sources:
         assert (REPO / source).exists(), f"COPY {source}: no such file in the repository"
         assert source.rstrip("/") in included, f"COPY {source}: excluded by .dockerignore"
+
+
+def test_the_image_installs_the_package_with_the_pinned_constraints():
+    (install,) = [a for a in _args("base", "RUN") if "pip install" in a]
+    match = re.search(r"pip install --no-cache-dir -c (\S+) /tmp/src ", install)
+    assert match, install
+    assert any(shlex.split(a)[-1] == "/tmp/src/" and "constraints.txt" in shlex.split(a) for a in _args("base", "COPY"))
+    assert match[1] == "/tmp/src/constraints.txt"
+
+
+def test_the_constraints_pin_what_pyproject_asks_for():
+    pins = pins_module.read_constraints()
+    for requirement in pins_module.project_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name], str(requirement))
+    assert pins["apache-beam"] == _pinned_beam() == _global_args()["BEAM_VERSION"]
+    assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version) for version in pins.values()), "exact versions only"
+
+
+def test_the_constraints_are_complete_and_what_the_tests_run_with():
+    """Every distribution the dependencies need, transitively, at the version installed here."""
+    pins = pins_module.read_constraints()
+    closure = pins_module.runtime_closure()
+    assert sorted(set(closure) - set(pins)) == [], "missing pins: rerun python tests/pins.py > constraints.txt"
+    assert sorted(set(pins) - set(closure)) == [], "pins of what nothing needs: rerun tests/pins.py"
+    differ = {name: (pins[name], closure[name]) for name in pins if pins[name] != closure[name]}
+    assert differ == {}, "the virtualenv differs from constraints.txt (pinned, installed): run make venv"
+
+
+def test_the_launcher_tag_is_a_dated_release_not_a_moving_one():
+    assert re.fullmatch(r"20[0-9]{6}_RC[0-9]{2}", _global_args()["LAUNCHER_TAG"])
+    # Never older than the release the Dockerfile names: a downgrade brings old security holes back.
+    assert _global_args()["LAUNCHER_TAG"] >= "20260122_RC00"
 
 
 def test_the_dockerfile_passes_hadolint():
