@@ -12,6 +12,7 @@ reads it, and every pickled function in it is loaded in a fresh process
 
 import json
 import re
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -113,12 +114,29 @@ def _container_images(proto: beam_runner_api_pb2.Pipeline) -> set[str]:
     }
 
 
+def _flags(args: list[str]) -> set[str]:
+    return {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
+
+
+def _dry_run_args(buckets: Buckets, job_file: Path) -> list[str]:
+    """The README's dry-run command, on this test's buckets."""
+    return [*buckets.dataflow_args("--dry_run=True", f"--dataflow_job_file={job_file}"),
+            "--input", f"gs://{buckets.raw}/events/{{date-1}}/**",
+            "--output", f"gs://{buckets.prepared}/mixpanel/{{date-1}}", "--run_date", "2024-03-01"]
+
+
+def test_the_readmes_dry_run_command_is_the_one_tested_here(tmp_path):
+    from test_deployment import _cli_commands_in_docs  # noqa: PLC0415
+
+    (command,) = [c for c in _cli_commands_in_docs() if "--dry_run=True" in c]
+    names = Buckets.__new__(Buckets)  # bucket names only: no emulator needed
+    names.raw, names.prepared, names.dataflow = "raw", "prepared", "dataflow"
+    assert _flags(shlex.split(command)) == _flags(_dry_run_args(names, tmp_path / "job.json"))
+
+
 def test_the_dataflow_job_has_stable_step_names_and_every_pickled_function_loads_on_a_worker(buckets, tmp_path):
     job_file = tmp_path / "job.json"
-    output = f"gs://{buckets.prepared}/mixpanel/{{date-1}}"
-    child = _run(CLI, buckets, *buckets.dataflow_args("--dry_run=True", f"--dataflow_job_file={job_file}"),
-                 "--input", f"gs://{buckets.raw}/events/{{date-1}}/**", "--output", output,
-                 "--run_date", "2024-03-01")
+    child = _run(CLI, buckets, *_dry_run_args(buckets, job_file))
     assert child.returncode == 0, child.stderr
     assert child.stdout == (
         "cloud-import-prep: dry run: the Dataflow job was built and not submitted; nothing was written to "
