@@ -238,9 +238,7 @@ def launch(options: PipelineOptions) -> tuple[beam.runners.runner.PipelineResult
         return pipeline.run(), job.lock
     try:
         return pipeline.run(), job.lock
-    except Exception as err:  # noqa: BLE001 - only what submitting raises; see _submits
-        if not isinstance(err, _submission_errors()):
-            raise
+    except _submission_errors() as err:
         runner = options.view_as(StandardOptions).runner
         raise SubmitError(f"{runner} could not submit the job: {' '.join(str(err).split())}") from err
 
