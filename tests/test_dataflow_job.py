@@ -15,6 +15,7 @@ import re
 import shlex
 import time
 import uuid
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,62 @@ def test_the_flex_template_launcher_describes_a_job_on_the_image_with_the_dates_
     proto = beam_runner_api_pb2.Pipeline.FromString(buckets.get(options["pipelineUrl"]))
     assert _top_level_steps(proto) == STEPS
     assert _container_images(proto) == {IMAGE}
+
+
+def _cloud_scheduler_launch(buckets: Buckets) -> tuple[list[str], dict]:
+    """scheduling/flex_template_launch.json as the launcher gets it: parameters and environment as flags."""
+    text = (REPO / "scheduling" / "flex_template_launch.json").read_text(encoding="utf-8")
+    for name, bucket in (("my-raw-bucket", buckets.raw), ("my-prepared-bucket", buckets.prepared),
+                         ("my-dataflow-bucket", buckets.dataflow)):
+        text = text.replace(name, bucket)
+    launch = json.loads(text)["launchParameter"]
+    environment = launch["environment"]
+    args = [f"--{name}={value}" for name, value in launch["parameters"].items()]
+    args += [f"--job_name={launch['jobName']}", f"--temp_location={environment['tempLocation']}",
+             f"--service_account_email={environment['serviceAccountEmail']}",
+             f"--machine_type={environment['machineType']}", f"--max_num_workers={environment['maxWorkers']}"]
+    return args, {"name": launch["jobName"], "image": launch["parameters"]["sdk_container_image"],
+                  "serviceAccountEmail": environment["serviceAccountEmail"],
+                  "machineType": environment["machineType"], "maxWorkers": environment["maxWorkers"]}
+
+
+def _data_pipelines_launch(buckets: Buckets) -> tuple[list[str], dict]:
+    """The README's Data Pipelines schedule as the launcher gets it (its parameters, no run date)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    command = readme.split("gcloud beta datapipelines pipeline create", 1)[1].split("```", 1)[0]
+    (value,) = re.findall(r'--parameters="([^"]+)"', command)
+    value = value.replace("$RAW", buckets.raw).replace("$PREPARED", buckets.prepared).replace("$IMAGE", IMAGE)
+    args = [f"--{pair}" for pair in value.split(",")]
+    args += ["--job_name=cloud-import-prep-daily", f"--temp_location=gs://{buckets.dataflow}/tmp"]
+    return args, {"name": "cloud-import-prep-daily", "image": IMAGE}
+
+
+@pytest.mark.parametrize("schedule", [_cloud_scheduler_launch, _data_pipelines_launch],
+                         ids=["cloud_scheduler_body", "readme_data_pipelines"])
+def test_a_scheduled_launch_builds_the_job_for_the_day_before_the_launch(buckets, tmp_path, schedule):
+    """Without run_date, the run date is the UTC date at launch: {date-1} is the day before."""
+    now = datetime.now(timezone.utc).date()
+    days = [(now - timedelta(days=d)).isoformat() for d in (1, 0)]  # midnight may pass meanwhile
+    for day in days:
+        buckets.put(buckets.raw, f"events/{day}/part-1.ndjson", LINE)
+    args, expected = schedule(buckets)
+    job_file = tmp_path / "job.json"
+    child = _run(FLEX_MAIN, buckets, *args, "--project=my-project", "--region=us-central1",
+                 "--dry_run=True", f"--dataflow_job_file={job_file}")
+    assert child.returncode == 0, child.stderr
+    job = json.loads(job_file.read_text())
+    assert job["name"] == expected["name"]
+    (pool,) = job["environment"]["workerPools"]
+    assert pool["workerHarnessContainerImage"] == expected["image"]
+    if "machineType" in expected:
+        assert pool["machineType"] == expected["machineType"]
+        assert pool["autoscalingSettings"]["maxNumWorkers"] == expected["maxWorkers"]
+        assert job["environment"]["serviceAccountEmail"] == expected["serviceAccountEmail"]
+    options = job["environment"]["sdkPipelineOptions"]["options"]
+    day = next(d for d in days if options["output"] == f"gs://{buckets.prepared}/mixpanel/{d}")
+    assert options["input"] == [f"gs://{buckets.raw}/events/{day}/**"]
+    assert options["run_date"] == (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    assert (options["overwrite"], options["max_reject_ratio"], options["wait"]) == (True, 0.01, False)
 
 
 def test_a_dry_run_leaves_a_previous_run_in_place(buckets):
