@@ -10,8 +10,16 @@
 # For reproducible builds also pin digests, e.g. `…sdk:${BEAM_VERSION}@sha256:<digest>` (from
 # `docker buildx imagetools inspect apache/beam_python3.11_sdk:<BEAM_VERSION>`).
 ARG BEAM_VERSION=2.77.0
-# Launcher binary release; tags: https://cloud.google.com/dataflow/docs/reference/flex-templates-base-images
-ARG LAUNCHER_TAG=20230622_RC00
+# Launcher binary release. Google's list of tags (cloud.google.com/dataflow/docs/reference/
+# flex-templates-base-images) marks the newest reviewed release "(latest)": 20260122_RC00 in the
+# newest copy of that page we could read (January 2026, seen in its Java table; the launcher
+# images of all languages have been released under the same date tags). 20230622_RC00, pinned
+# before, missed two and a half years of security fixes. No image registry is reachable from
+# here or from CI, so the build is what proves the tag exists (it fails at once if not); before
+# a release, check with
+#   gcloud container images list-tags gcr.io/dataflow-templates-base/python311-template-launcher-base
+# and take the one tagged latest. Only the launcher binary is taken from this image.
+ARG LAUNCHER_TAG=20260122_RC00
 
 # Only a source for the Flex Template launcher binary, copied into the image below.
 FROM gcr.io/dataflow-templates-base/python311-template-launcher-base:${LAUNCHER_TAG} AS launcher
@@ -23,12 +31,16 @@ ARG BEAM_VERSION
 # Beam reads GCS/S3 modification times with time.mktime: only UTC gives true upload times.
 ENV TZ=UTC
 # The sources are only needed to install the package, so they live outside the image's paths.
-COPY pyproject.toml README.md /tmp/src/
+COPY pyproject.toml README.md constraints.txt /tmp/src/
 COPY pipeline/ /tmp/src/pipeline/
 COPY transforms/ /tmp/src/transforms/
-# Install the project as a package (workers import it; no save_main_session, nothing downloaded
-# at launch), then fail the build if pip changed Beam or left a broken dependency set.
-RUN pip install --no-cache-dir /tmp/src \
+# Install the project as a package, with every dependency at the version the test suite ran
+# with (constraints.txt, checked against pyproject.toml by tests/test_deployment.py). Workers
+# import the pipeline's functions from this package: Beam 2.77 turns save_main_session on for
+# Dataflow (with its default pickler, cloudpickle), but that only stages Beam's own type
+# registries, not the launcher's __main__; nothing is downloaded at launch. Then fail the build
+# if pip changed Beam or left a broken dependency set.
+RUN pip install --no-cache-dir -c /tmp/src/constraints.txt /tmp/src \
     && rm -rf /tmp/src \
     && pip check \
     && python -c "import sys, apache_beam as b; sys.exit(None if b.__version__ == '${BEAM_VERSION}' else 'Beam ' + b.__version__ + ' is not ${BEAM_VERSION}')" \

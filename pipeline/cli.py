@@ -9,8 +9,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:  # Beam is imported in main(), once the time zone is UTC
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.runner import PipelineResult
 
 _LOG = logging.getLogger(__name__)
 
@@ -138,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Beam is imported only now, under UTC.
     from pipeline.options import PrepOptions, UsageError  # noqa: PLC0415
     from pipeline.output import OutputError  # noqa: PLC0415
-    from pipeline.run import launch, make_options  # noqa: PLC0415
+    from pipeline.run import SubmitError, launch, make_options  # noqa: PLC0415
     from pipeline.report import format_headline  # noqa: PLC0415
     from pipeline.summary import read_summary  # noqa: PLC0415
     from transforms.read import InputError  # noqa: PLC0415
@@ -154,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = make_options(args)
         result, lock = launch(options)  # in-process runners run the whole job here
         own = options.view_as(PrepOptions)
+        if lock is None:
+            return _dry_run(result, options)
         if not own.wait:
             lock.detach()  # the job's last step removes it
             print(f"cloud-import-prep: job submitted; its summary will be {own.output.rstrip('/')}/_SUMMARY.json")
@@ -163,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _STOPPED_BY:
             return _stopped(_STOPPED_BY[0])
         _end_held_locks("the run failed", remove_temporary=False)
-        if isinstance(err, (UsageError, InputError, OutputError)):
+        if isinstance(err, (UsageError, InputError, OutputError, SubmitError)):
             print(f"cloud-import-prep: error: {err}", file=sys.stderr)
             return EXIT_USAGE
         # A file the job could not read or write is the user's to fix: say
@@ -186,6 +193,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not summary["passed"]:
         print(f"cloud-import-prep: the run failed its checks: {summary['checks']}", file=sys.stderr)
         return EXIT_FAILED_CHECKS
+    return EXIT_OK
+
+
+def _dry_run(result: "PipelineResult", options: "PipelineOptions") -> int:
+    """Ends a DataflowRunner dry run: the job was built, not submitted, the output left alone.
+
+    With --dataflow_job_file, the job's description is written there, as
+    Dataflow would receive it (its files are staged, as for a launch).
+    """
+    from apache_beam.options.pipeline_options import DebugOptions  # noqa: PLC0415
+
+    from pipeline.options import PrepOptions  # noqa: PLC0415
+    from pipeline.run import write_dataflow_job  # noqa: PLC0415
+
+    job_file = options.view_as(DebugOptions).dataflow_job_file
+    if job_file:
+        write_dataflow_job(result, job_file)
+    described = f"; its description is in {job_file}" if job_file else ""
+    print(
+        "cloud-import-prep: dry run: the Dataflow job was built and not submitted; nothing was "
+        f"written to {options.view_as(PrepOptions).output}{described}"
+    )
     return EXIT_OK
 
 

@@ -6,19 +6,25 @@ import copy
 import difflib
 import math
 import re
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NoReturn
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
+    PortableOptions,
     StandardOptions,
+    TestOptions,
+    WorkerOptions,
     _BeamArgumentParser,
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 from apache_beam.runners.runner import PipelineRunner, create_runner
+from apache_beam.transforms.environments import PythonLoopbackEnvironment
 
 from transforms.read import UPLOAD_ORDERS
 from transforms.rules import MAX_REFERENCE_TIME
@@ -314,6 +320,106 @@ def check_beam_options(options: PipelineOptions, runner: PipelineRunner) -> None
     if errors:
         found = "; ".join(" ".join(str(e).split()).rstrip(".") for e in errors)
         raise UsageError(f"Beam refuses these options for {type(runner).__name__}: {found}")
+
+
+# --dry_run is a string option in Beam, and Beam takes any non-empty value,
+# "False" included, for a dry run.
+_TRUE_WORDS = ("true", "yes", "1")
+_FALSE_WORDS = ("false", "no", "0", "")
+
+
+def check_dry_run(options: PipelineOptions, runner: PipelineRunner) -> bool:
+    """Whether the run is a Dataflow dry run; sets --dry_run to a real bool for Beam.
+
+    Raises:
+      UsageError: --dry_run has a value that is neither true nor false, or a
+        true one for a runner other than DataflowRunner, which would ignore it
+        and run the whole job.
+    """
+    test = options.view_as(TestOptions)
+    value = test.dry_run
+    text = str(value).strip().lower()
+    if text not in _TRUE_WORDS + _FALSE_WORDS:
+        raise UsageError(f"--dry_run must be True or False, got {value!r}")
+    test.dry_run = text in _TRUE_WORDS
+    if test.dry_run and not _is_dataflow(runner):
+        raise UsageError(
+            f"--dry_run=True only applies to DataflowRunner; {type(runner).__name__} would "
+            "ignore it and run the whole job"
+        )
+    return bool(test.dry_run)
+
+
+def _runner_class(module: str, name: str) -> type | None:
+    # Only a runner whose module is loaded can be one: create_runner loaded it.
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name, None) if loaded is not None else None
+
+
+def _is_dataflow(runner: PipelineRunner) -> bool:
+    cls = _runner_class("apache_beam.runners.dataflow.dataflow_runner", "DataflowRunner")
+    return cls is not None and isinstance(runner, cls)
+
+
+def remote_workers(options: PipelineOptions, runner: PipelineRunner) -> str | None:
+    """Why the job's code runs away from this machine's disk, or None when it does not.
+
+    DataflowRunner runs it on Google's VMs; Beam's portable runners (Flink,
+    Spark, a job service) in the environment --environment_type names, and
+    only LOOPBACK runs it in this process. In-process runners (FnApiRunner,
+    DirectRunner, PrismRunner's default) and runners Beam does not know run it here.
+    """
+    name = type(runner).__name__
+    if _is_dataflow(runner):
+        return f"{name} runs the job on Google Cloud workers"
+    portable = _runner_class("apache_beam.runners.portability.portable_runner", "PortableRunner")
+    if portable is None or not isinstance(runner, portable):
+        return None
+    # The runner's own default (Flink's and Spark's local masters and Prism pick
+    # LOOPBACK), found on a copy: choosing it sets the option.
+    try:
+        environment = runner.default_environment(copy.deepcopy(options))
+    except ValueError as err:
+        raise UsageError(f"--environment_type/--environment_config refused by Beam: {err}") from None
+    if isinstance(environment, PythonLoopbackEnvironment):
+        return None
+    kind = options.view_as(PortableOptions).environment_type or "DOCKER"
+    return f"{name} runs the job in {kind} environments, not in this process"
+
+
+def check_remote_runner(options: PipelineOptions, runner: PipelineRunner) -> None:
+    """Refuses what a job on other machines cannot use: local paths, Dataflow without our image.
+
+    A local --input there names the workers' own disks, where the files are not;
+    a local --output would be written to disks that vanish with the workers.
+    Dataflow workers without --sdk_container_image start Beam's stock image,
+    which lacks this package: every bundle fails, after minutes of start-up.
+
+    Raises:
+      UsageError: naming the flag and the runner.
+    """
+    where = remote_workers(options, runner)
+    if where is None:
+        return
+    own = options.view_as(PrepOptions)
+    hint = "" if _is_dataflow(runner) else " (or --environment_type LOOPBACK, to run the job in this process)"
+    for flag, path in [*(("--input", p) for p in own.input or ()), ("--output", own.output)]:
+        if path and _is_local_path(path):
+            raise UsageError(
+                f"{flag} {path!r} is a local path, but {where}, which cannot reach this "
+                f"machine's files: use gs:// or s3:// paths{hint}"
+            )
+    worker = options.view_as(WorkerOptions)
+    if _is_dataflow(runner) and not (worker.sdk_container_image or worker.worker_harness_container_image):
+        raise UsageError(
+            "--sdk_container_image is required with DataflowRunner: the image built from this "
+            "project's Dockerfile (workers on Beam's stock image lack this package), e.g. "
+            "--sdk_container_image REGION-docker.pkg.dev/PROJECT/REPO/cloud-import-prep:TAG"
+        )
+
+
+def _is_local_path(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
 
 
 def parse_reference_time(text: str | None, now: float) -> int:

@@ -10,9 +10,12 @@ UTC at launch) shifted by whole days and formatted:
     {date-1:%Y/%m/%d}     with a strftime-style format          2024/02/29
     {{ and }}             a literal { or }
 
-Formats accept only the numeric directives %Y %m %d %y %j and %% (no locale, no time). Any
-other use of a brace is an error rather than a literal, so that a typo such as `{dat-1}`
-cannot silently become a folder name. Resolution is a pure function of the pattern and
+Formats accept only the numeric directives %Y %m %d %y %j and %% (no locale, no time), and
+must use at least one date directive: a format without any is what a scheduler leaves after
+substituting the %-directives with its own date (Dataflow Data Pipelines does that in template
+parameters), so `{date-1:%Y/%m/%d}` arriving as `{date-1:2024/03/01}` is refused instead of
+silently naming that other day. Any other use of a brace is an error rather than a literal, so
+that a typo such as `{dat-1}` cannot silently become a folder name. Resolution is a pure function of the pattern and
 the run date: rerunning a run date gives the same paths, so the rerun (with --overwrite)
 replaces that day's output instead of adding a second copy.
 """
@@ -131,9 +134,30 @@ def _expand(token: str, run_date: date, flag: str, pattern: str) -> str:
             f"{flag} {pattern!r}: {{{token}}} falls outside the calendar for run date {run_date}"
         ) from None
     try:
-        return format_date(day, fmt)
+        formatted = format_date(day, fmt)
     except ValueError as err:
         raise PlaceholderError(f"{flag} {pattern!r}: {{{token}}}: {err}") from None
+    if not _formats_the_date(fmt):
+        raise PlaceholderError(
+            f"{flag} {pattern!r}: {{{token}}} has a format without a date directive (%Y %m %d %y "
+            "%j): were its %-directives substituted before the launch? Dataflow Data Pipelines "
+            "replaces them in template parameters with its own schedule's date, which is not the "
+            "run date; write {date-1} without a format there (README: Scheduling)"
+        )
+    return formatted
+
+
+def _formats_the_date(fmt: str) -> bool:
+    """Whether a format uses a date directive; "%%" and text alone do not."""
+    i = 0
+    while i < len(fmt) - 1:
+        if fmt[i] == "%":
+            if fmt[i + 1] in FORMAT_DIRECTIVES and fmt[i + 1] != "%":
+                return True
+            i += 2
+        else:
+            i += 1
+    return False
 
 
 def format_date(day: date, fmt: str) -> str:

@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline.options import (
     DEFAULT_LOCAL_RUNNER,
@@ -18,7 +19,9 @@ from pipeline.options import (
     PrepOptions,
     UsageError,
     check_beam_options,
+    check_dry_run,
     check_options,
+    check_remote_runner,
     create_checked_runner,
     format_time,
     own_options,
@@ -64,7 +67,8 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     Everything Beam would refuse later, with a usage dump, a traceback or
     only a warning, is refused here first, before any work: bad option
     values, an unknown runner, unknown options and stray words, Beam's own
-    option checks for the runner.
+    option checks for the runner, and what a runner on other machines cannot
+    use (local paths; DataflowRunner without the worker image).
 
     Raises:
       UsageError: naming the option and what is wrong with it.
@@ -88,6 +92,10 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     except PlaceholderError as err:
         raise UsageError(str(err)) from None
     check_options(own)
+    check_dry_run(options, created)
+    # Before Beam's checks, which for DataflowRunner already ask Cloud Storage
+    # about the temp bucket: a launch that cannot work is refused offline.
+    check_remote_runner(options, created)
     check_beam_options(options, created)
     if direct:
         _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", DEFAULT_RUNNER)
@@ -98,7 +106,13 @@ class BuiltJob(NamedTuple):
     """What build() made besides the graph: the summary header and the output's lock."""
 
     header: dict[str, Any]
-    lock: OutputLock
+    lock: OutputLock | None  # None for a dry run, which leaves the output alone
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    """Whether the job is only built, not run (--dry_run=True, DataflowRunner only)."""
+    # make_options turned Beam's string option into a bool.
+    return options.view_as(TestOptions).dry_run is True
 
 
 def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
@@ -108,7 +122,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     the patterns must match regular files outside the output, the output
     must be usable. The output location is locked for this run
     (pipeline/lock.py): the job's last step removes the lock; a caller whose
-    job does not get there ends it (OutputLock.end).
+    job does not get there ends it (OutputLock.end). A dry run lists the
+    input, and neither locks nor changes the output: its job never runs.
     """
     own = options.view_as(PrepOptions)
     # Beam's filesystems take their settings (--s3_endpoint_url, credentials)
@@ -121,7 +136,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     files = selection.files
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     # From here on the location is this run's: the caller releases or ends the lock.
-    prepared = prepare_output(own.output, own.overwrite, run_id, options, wait=own.wait)
+    prepared = None if is_dry_run(options) else prepare_output(
+        own.output, own.overwrite, run_id, options, wait=own.wait
+    )
     max_file_bytes = own.max_file_mb * MIB
     target = min(max_file_bytes, SHARD_TARGET_BYTES)
     header = {
@@ -181,11 +198,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         header,
         tallies,
         figures,
-        stale_files=prepared.stale_files,
+        stale_files=prepared.stale_files if prepared else [],
         max_reject_ratio=own.max_reject_ratio,
         unreadable_files=unreadable,
     )
-    return BuiltJob(header, prepared.lock)
+    return BuiltJob(header, prepared.lock if prepared else None)
 
 
 def run(argv: Sequence[str]) -> beam.runners.runner.PipelineResult:
@@ -205,16 +222,67 @@ def run(argv: Sequence[str]) -> beam.runners.runner.PipelineResult:
     return result
 
 
-def launch(options: PipelineOptions) -> tuple[beam.runners.runner.PipelineResult, OutputLock]:
+def launch(options: PipelineOptions) -> tuple[beam.runners.runner.PipelineResult, OutputLock | None]:
     """Builds the pipeline from options made by `make_options` and starts it.
 
     In-process runners run the whole job here. Returns the job and the output's
-    lock. Should the job not get to its last step (which removes the lock),
-    or this raise, the caller ends the lock: see pipeline.lock.held_locks().
+    lock (None for a dry run). Should the job not get to its last step (which
+    removes the lock), or this raise, the caller ends the lock: see
+    pipeline.lock.held_locks().
 
     Callers that need the resolved options afterwards (the output path, for
     one) make them once and pass them here, rather than resolving twice.
     """
     pipeline = beam.Pipeline(options=options)
     job = build(pipeline, options)
-    return pipeline.run(), job.lock
+    if not _submits(options):
+        return pipeline.run(), job.lock
+    try:
+        return pipeline.run(), job.lock
+    except _submission_errors() as err:
+        runner = options.view_as(StandardOptions).runner
+        raise SubmitError(f"{runner} could not submit the job: {' '.join(str(err).split())}") from err
+
+
+class SubmitError(RuntimeError):
+    """The runner's service refused the job or could not be reached: nothing ran."""
+
+
+def _submits(options: PipelineOptions) -> bool:
+    # DataflowRunner's run() only stages files and sends the job to the
+    # service: what it raises is about the submission, never about the data.
+    runner = options.view_as(StandardOptions).runner or ""
+    return runner.lower() in ("dataflow", "dataflowrunner") and not is_dry_run(options)
+
+
+def _submission_errors() -> tuple[type[BaseException], ...]:
+    from apache_beam.utils.retry import PermanentException  # noqa: PLC0415
+    from google.api_core.exceptions import GoogleAPICallError  # noqa: PLC0415
+
+    # The service's answers, a job name already in use, a staging upload refused.
+    return (GoogleAPICallError, PermanentException, OSError)
+
+
+def write_dataflow_job(result: beam.runners.runner.PipelineResult, path: str) -> None:
+    """Writes the job a DataflowRunner dry run built to `path`, as Dataflow would receive it.
+
+    Made as DataflowRunner makes it before it submits: the pipeline proto and
+    the job's other files are staged under --staging_location (default:
+    --temp_location), and the job's environment (worker image, pipeline
+    options, the staged pipeline's URL) is filled in. Nothing is submitted.
+
+    Raises:
+      SubmitError: the files cannot be staged, or `path` cannot be written.
+    """
+    from apache_beam.runners.dataflow.internal.apiclient import (  # noqa: PLC0415
+        DataflowApplicationClient,
+    )
+
+    job = result.job  # type: ignore[attr-defined]
+    try:
+        DataflowApplicationClient(job.options, job.root_staging_location).create_job_description(job)
+        uncompressed = CompressionTypes.UNCOMPRESSED
+        with FileSystems.create(path, mime_type="application/json", compression_type=uncompressed) as handle:
+            handle.write(job.json().encode("utf-8"))
+    except _submission_errors() as err:
+        raise SubmitError(f"the Dataflow job could not be described in {path}: {' '.join(str(err).split())}") from err

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from packaging.utils import canonicalize_name
+
+import pins as pins_module
 
 from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve
@@ -29,8 +32,10 @@ DAG_FILE = REPO / "scheduling" / "airflow_dag.py"
 LAUNCH_BODY = REPO / "scheduling" / "flex_template_launch.json"
 DOCS = REPO / "README.md"
 REQUIRED = ("input", "output")  # check_options refuses a run without them
-# Beam options that the template's users pass beside metadata.json's parameters.
+# Beam options that metadata.json declares too (the console only shows declared
+# parameters); the launcher refuses a Dataflow launch without the worker image.
 BEAM_PARAMETERS = ("sdk_container_image",)
+REQUIRED_PARAMETERS = (*REQUIRED, "sdk_container_image")
 
 
 PYPROJECT = (REPO / "pyproject.toml").read_text(encoding="utf-8")  # tomllib is 3.11+
@@ -170,6 +175,40 @@ def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context():
         assert source.rstrip("/") in included, f"COPY {source}: excluded by .dockerignore"
 
 
+def test_the_image_installs_the_package_with_the_pinned_constraints():
+    (install,) = [a for a in _args("base", "RUN") if "pip install" in a]
+    match = re.search(r"pip install --no-cache-dir -c (\S+) /tmp/src ", install)
+    assert match, install
+    assert any(shlex.split(a)[-1] == "/tmp/src/" and "constraints.txt" in shlex.split(a) for a in _args("base", "COPY"))
+    assert match[1] == "/tmp/src/constraints.txt"
+
+
+def test_the_constraints_pin_what_pyproject_asks_for():
+    pins = pins_module.read_constraints()
+    for requirement in pins_module.project_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name], str(requirement))
+    assert pins["apache-beam"] == _pinned_beam() == _global_args()["BEAM_VERSION"]
+    assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version) for version in pins.values()), "exact versions only"
+
+
+def test_the_constraints_are_complete_and_what_the_tests_run_with():
+    """Every distribution the dependencies need, transitively, at the version installed here."""
+    pins = pins_module.read_constraints()
+    closure = pins_module.runtime_closure()
+    assert sorted(set(closure) - set(pins)) == [], "missing pins: rerun python tests/pins.py > constraints.txt"
+    assert sorted(set(pins) - set(closure)) == [], "pins of what nothing needs: rerun tests/pins.py"
+    differ = {name: (pins[name], closure[name]) for name in pins if pins[name] != closure[name]}
+    assert differ == {}, "the virtualenv differs from constraints.txt (pinned, installed): run make venv"
+
+
+def test_the_launcher_tag_is_a_dated_release_not_a_moving_one():
+    assert re.fullmatch(r"20[0-9]{6}_RC[0-9]{2}", _global_args()["LAUNCHER_TAG"])
+    # Never older than the release the Dockerfile names: a downgrade brings old security holes back.
+    assert _global_args()["LAUNCHER_TAG"] >= "20260122_RC00"
+
+
 def test_the_dockerfile_passes_hadolint():
     # The virtualenv's bin directory is not always on PATH (pytest run by its full path).
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
@@ -186,8 +225,10 @@ def test_the_dockerfile_passes_hadolint():
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    PrepOptions._add_argparse_args(parser)
+    """This tool's options and Beam's (every registered PipelineOptions subclass)."""
+    parser = _BeamArgumentParser()
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
     return parser
 
 
@@ -206,13 +247,13 @@ def test_every_parameter_is_an_option_of_the_tool_under_its_own_name():
         assert options[f"--{name}"].dest == name
 
 
-def test_every_option_of_the_tool_is_a_parameter():
-    assert sorted(PARAMS) == sorted(OWN_OPTIONS)
+def test_every_option_of_the_tool_and_the_worker_image_is_a_parameter():
+    assert sorted(PARAMS) == sorted((*OWN_OPTIONS, *BEAM_PARAMETERS))
 
 
 def test_required_options_are_required_parameters_and_the_rest_optional():
     for name, param in PARAMS.items():
-        assert param.get("isOptional", False) is (name not in REQUIRED), name
+        assert param.get("isOptional", False) is (name not in REQUIRED_PARAMETERS), name
         assert param["label"].strip() and param["helpText"].strip()
 
 
@@ -240,6 +281,11 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
         ("run_date", ["2024-02-29"], ["2024-2-29", "yesterday"]),
         ("reference_time", ["2024-02-01T00:00:00Z", "1706745600", "2024-02-01 00:00:00+01:00"], ["now"]),
         ("input", ["gs://b/{date-1}/**", "s3://b/x/*"], ["/local/path", "b/x"]),
+        ("sdk_container_image",
+         ["us-central1-docker.pkg.dev/my-project/pipelines/cloud-import-prep:1.0.0", "gcr.io/p/image",
+          "localhost:5000/team/image:v2_1", "eu.gcr.io/p/image@sha256:" + "ab" * 32],
+         ["", "image:1.0", "Registry.io/p/i:1", "gs://bucket/image", "r.io/p/i:1 --runner=DirectRunner",
+          "r.io/p/i:", "r.io/p/i@sha256:abc"]),
     ],
 )
 def test_parameter_regexes_match_what_the_tool_accepts(name, good, bad):
@@ -264,7 +310,7 @@ def _options(*extra: str) -> PrepOptions:
 def test_a_launch_with_every_example_value_parses_and_passes_the_usage_checks():
     launcher = _load(REPO / "scheduling" / "flex_template_main.py", "flex_template_main")
     params = [f"--{name}={_example(p)}" for name, p in PARAMS.items()]
-    args = launcher.command_line([*params, "--sdk_container_image=img"])
+    args = launcher.command_line(params)
     # What Dataflow's launcher adds (Beam checks them for DataflowRunner); --dry_run
     # keeps Beam's bucket checks off the network.
     args += ["--project=my-project", "--region=us-central1", "--temp_location=gs://dataflow-bucket/tmp",
@@ -377,7 +423,7 @@ def _check_launch_parameters(parameters: dict, where: str) -> None:
         resolve(parameters[name], date(2024, 3, 1), "--" + name)
 
 
-def test_the_airflow_dag_parses_and_imports_only_airflow_and_pendulum():
+def test_the_airflow_dag_parses_and_imports_only_airflow_pendulum_and_the_standard_library():
     modules = set()
     for node in ast.walk(_dag_tree()):
         if isinstance(node, ast.Import):
@@ -385,14 +431,15 @@ def test_the_airflow_dag_parses_and_imports_only_airflow_and_pendulum():
         elif isinstance(node, ast.ImportFrom):
             modules.add((node.module or "").split(".")[0])
     # Airflow workers do not have this project installed.
-    assert modules <= {"airflow", "pendulum", "datetime"}
+    assert modules <= {"airflow", "pendulum", "datetime", "re"}
 
 
 def test_the_airflow_dag_launches_the_template_with_real_parameters():
     parameters = _dag_constants()["PARAMETERS"]
     assert isinstance(parameters, dict)
     _check_launch_parameters(parameters, "airflow_dag.py")
-    assert parameters["run_date"] == "{{ data_interval_end | ds }}"
+    # A manual run without a logical date has no data interval (Airflow 3): its trigger time.
+    assert parameters["run_date"] == "{{ (data_interval_end if data_interval_end is defined else dag_run.run_after) | ds }}"
     source = DAG_FILE.read_text(encoding="utf-8")
     assert '"parameters": PARAMETERS' in source and "DataflowStartFlexTemplateOperator(" in source
 

@@ -278,8 +278,10 @@ DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region",
     ],
 )
 def test_beams_own_checks_for_the_runner_are_usage_errors(extra, found):
-    # Beam raises them from Pipeline(), as a multi-line ValueError.
-    assert refusal(VALID + extra) == "Beam refuses these options for DataflowRunner: " + found
+    # Beam raises them from Pipeline(), as a multi-line ValueError. (Paths and image
+    # that a Dataflow job can use: test_runner_guards.py refuses the others first.)
+    argv = ["--input", "gs://raw-bucket/*", "--output", "gs://prepared-bucket/", "--sdk_container_image", "r/p/i:1"]
+    assert refusal(argv + extra) == "Beam refuses these options for DataflowRunner: " + found
 
 
 def test_options_of_a_registered_options_class_are_known():
@@ -334,7 +336,8 @@ def test_beams_and_our_options_are_accepted_in_every_spelling(extra, view, name,
 
 
 def test_dataflow_options_pass_beams_checks():
-    options = make_options(VALID + DATAFLOW + ["--output", "gs://prepared-bucket/"])
+    options = make_options(["--input", "gs://raw-bucket/*", "--output", "gs://prepared-bucket/", *DATAFLOW,
+                            "--sdk_container_image", "r/p/i:1"])
     assert options.view_as(StandardOptions).runner == "DataflowRunner"
     # Beam's checks ran on a copy: defaults are Pipeline()'s to fill in.
     assert options.view_as(GoogleCloudOptions).staging_location is None

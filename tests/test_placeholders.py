@@ -55,7 +55,6 @@ TODAY = date(2024, 2, 1)
         ("{date:%Y%m%d}", date(2024, 3, 5), "20240305"),
         ("{date:%y-%j}", date(2024, 12, 31), "24-366"),
         ("{date:%j}", date(2023, 1, 1), "001"),
-        ("{date:100%%}", date(2024, 3, 5), "100%"),
         ("{date:%%Y is %Y}", date(2024, 3, 5), "%Y is 2024"),
         ("{date:%Y}", date(987, 6, 5), "0987"),
         # several tokens, and escaped braces
@@ -91,6 +90,33 @@ def test_malformed_placeholders_are_refused_naming_the_flag(pattern, message):
         resolve(pattern, TODAY, "--output")
     assert str(err.value).startswith(f"--output {pattern!r}: ")
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        # {date-1:%Y/%m/%d} after Dataflow Data Pipelines substituted its own date (2024-03-01).
+        "gs://raw/{date-1:2024/03/01}/*",
+        "gs://raw/{date-1:2024}/{date-1:03}/*",
+        "gs://raw/{date:20240301}/*",
+        # Only a literal percent sign is no date either.
+        "gs://raw/{date:100%%}/*",
+    ],
+)
+def test_a_format_without_a_date_directive_is_refused_as_already_substituted(pattern):
+    with pytest.raises(PlaceholderError) as err:
+        resolve(pattern, TODAY, "--input")
+    assert str(err.value).startswith(f"--input {pattern!r}: {{date")
+    assert "has a format without a date directive (%Y %m %d %y %j): were its %-directives substituted" in str(err.value)
+
+
+def test_the_cli_refuses_a_substituted_format_before_any_work(tmp_path, capsys):
+    _raw_day(tmp_path, "2024-02-29", "first")
+    args = ["--input", str(tmp_path / "raw" / "2024-02-29" / "*"),
+            "--output", str(tmp_path / "out" / "{date-1:2024/03/01}"), "--run-date", "2024-03-01"]
+    assert run_cli(*args) == 2
+    assert "{date-1:2024/03/01} has a format without a date directive" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_offset_past_the_calendar_is_refused():

@@ -1,0 +1,150 @@
+"""What a job on other machines cannot use is refused before any work (pipeline/options.py).
+
+A remote runner given a local --input reads the workers' disks, where the files
+are not; a local --output is written to disks that vanish with the workers;
+Dataflow workers without --sdk_container_image lack this package. Each is
+refused in make_options, in one line, before the input is listed or the output
+locked; and Beam's --dry_run, a string option Beam takes as true whatever its
+value, is read as the bool it means.
+"""
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import TestOptions as BeamTestOptions
+from apache_beam.runners.runner import create_runner
+
+from e2e import run_cli
+from offline import block_network
+from pipeline.options import UsageError, check_dry_run
+from pipeline.run import make_options
+
+GCS = ["--input", "gs://raw-bucket/events/*", "--output", "gs://prepared-bucket/out"]
+IMAGE = ["--sdk_container_image", "r/p/i:1"]
+DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
+            "--temp_location", "gs://dataflow-bucket/tmp"]
+REMOTE_FLINK = ["--runner", "FlinkRunner", "--flink_master", "flink-jobmanager:8081"]
+REMOTE_SPARK = ["--runner", "SparkRunner", "--spark_master_url", "spark://spark-master:7077"]
+EMBEDDED_JOB_SERVICE = ["--runner", "PortableRunner", "--job_endpoint", "embed"]
+DATAFLOW_REACH = "DataflowRunner runs the job on Google Cloud workers, which cannot reach this machine's files"
+LOOPBACK_HINT = " (or --environment_type LOOPBACK, to run the job in this process)"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def offline():  # type: ignore[no-untyped-def]
+    """Beam's own checks of a Dataflow launch ask Cloud Storage about the temp bucket
+    (unless --dry_run): here, anything that reaches for the network fails at once."""
+    unblock = block_network()
+    yield
+    unblock()
+
+
+def refusal(argv: list[str]) -> str:
+    with pytest.raises(UsageError) as raised:
+        make_options(argv)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        pytest.param(["--input", "/raw/*", "--output", "gs://prepared-bucket/out", *DATAFLOW, *IMAGE],
+                     f"--input '/raw/*' is a local path, but {DATAFLOW_REACH}: use gs:// or s3:// paths",
+                     id="dataflow_local_input"),
+        pytest.param(["--input", "gs://raw-bucket/*", "--input", "raw/*.json", "--output", "s3://prepared/out",
+                      *DATAFLOW, *IMAGE],
+                     f"--input 'raw/*.json' is a local path, but {DATAFLOW_REACH}: use gs:// or s3:// paths",
+                     id="dataflow_second_input_relative"),
+        pytest.param(["--input", "gs://raw-bucket/*", "--output", "/tmp/prepared", *DATAFLOW, *IMAGE],
+                     f"--output '/tmp/prepared' is a local path, but {DATAFLOW_REACH}: use gs:// or s3:// paths",
+                     id="dataflow_local_output"),
+        pytest.param(["--input", "gs://raw-bucket/*", "--output", "/tmp/prepared", *DATAFLOW, *IMAGE,
+                      "--dry_run=True"],
+                     f"--output '/tmp/prepared' is a local path, but {DATAFLOW_REACH}: use gs:// or s3:// paths",
+                     id="dataflow_dry_run_too"),
+        pytest.param(["--input", "file:///raw/*", "--output", "gs://prepared-bucket/out", *DATAFLOW, *IMAGE],
+                     f"--input 'file:///raw/*' is a local path, but {DATAFLOW_REACH}: use gs:// or s3:// paths",
+                     id="dataflow_file_url"),
+        pytest.param(["--input", "/raw/*", "--output", "gs://prepared-bucket/out", *REMOTE_FLINK],
+                     "--input '/raw/*' is a local path, but FlinkRunner runs the job in DOCKER environments, not "
+                     "in this process, which cannot reach this machine's files: use gs:// or s3:// paths"
+                     + LOOPBACK_HINT, id="flink_cluster"),
+        pytest.param(["--input", "gs://raw-bucket/*", "--output", "/out", *REMOTE_SPARK],
+                     "--output '/out' is a local path, but SparkRunner runs the job in DOCKER environments, not "
+                     "in this process, which cannot reach this machine's files: use gs:// or s3:// paths"
+                     + LOOPBACK_HINT, id="spark_cluster"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", *EMBEDDED_JOB_SERVICE],
+                     "--input '/raw/*' is a local path, but PortableRunner runs the job in DOCKER environments, not "
+                     "in this process, which cannot reach this machine's files: use gs:// or s3:// paths"
+                     + LOOPBACK_HINT, id="portable_default_docker"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", *EMBEDDED_JOB_SERVICE, "--environment_type",
+                      "PROCESS", "--environment_config", '{"command": "/opt/apache/beam/boot"}'],
+                     "--input '/raw/*' is a local path, but PortableRunner runs the job in PROCESS environments, not "
+                     "in this process, which cannot reach this machine's files: use gs:// or s3:// paths"
+                     + LOOPBACK_HINT, id="portable_process"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", *EMBEDDED_JOB_SERVICE, "--environment_type",
+                      "EXTERNAL", "--environment_config", "localhost:50000"],
+                     "--input '/raw/*' is a local path, but PortableRunner runs the job in EXTERNAL environments, not "
+                     "in this process, which cannot reach this machine's files: use gs:// or s3:// paths"
+                     + LOOPBACK_HINT, id="portable_external_worker_pool"),
+        pytest.param([*GCS, *DATAFLOW],
+                     "--sdk_container_image is required with DataflowRunner: the image built from this project's "
+                     "Dockerfile (workers on Beam's stock image lack this package), e.g. --sdk_container_image "
+                     "REGION-docker.pkg.dev/PROJECT/REPO/cloud-import-prep:TAG", id="dataflow_without_image"),
+        pytest.param([*GCS, *DATAFLOW, "--dry_run=True"],
+                     "--sdk_container_image is required with DataflowRunner: the image built from this project's "
+                     "Dockerfile (workers on Beam's stock image lack this package), e.g. --sdk_container_image "
+                     "REGION-docker.pkg.dev/PROJECT/REPO/cloud-import-prep:TAG", id="dataflow_dry_run_without_image"),
+        pytest.param([*GCS, *EMBEDDED_JOB_SERVICE, "--environment_type", "SUBMARINE"],
+                     "--environment_type/--environment_config refused by Beam: Unknown environment type: SUBMARINE",
+                     id="unknown_environment_type"),
+        pytest.param([*GCS, "--dry_run=True"],
+                     "--dry_run=True only applies to DataflowRunner; FnApiRunner would ignore it and run the whole job",
+                     id="dry_run_of_a_local_run"),
+        pytest.param([*GCS, *DATAFLOW, *IMAGE, "--dry_run=maybe"], "--dry_run must be True or False, got 'maybe'",
+                     id="dry_run_neither"),
+    ],
+)
+def test_what_a_remote_job_cannot_use_is_refused(argv, message):
+    assert refusal(argv) == message
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param([*GCS, *DATAFLOW, *IMAGE, "--dry_run=True"], id="dataflow_gs"),
+        pytest.param(["--input", "s3://raw/*", "--output", "s3://prepared/out", *DATAFLOW, "--dry_run=True",
+                      "--worker_harness_container_image", "r/p/i:1"], id="dataflow_s3_legacy_image_flag"),
+        pytest.param(["--input", "/raw/*", "--output", "/out"], id="in_process_default"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", "--runner", "DirectRunner"], id="direct_runner"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", *EMBEDDED_JOB_SERVICE, "--environment_type",
+                      "LOOPBACK"], id="portable_loopback"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", "--runner", "FlinkRunner"], id="flink_local_auto"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", "--runner", "SparkRunner"], id="spark_local"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", *REMOTE_FLINK, "--environment_type", "LOOPBACK"],
+                     id="flink_cluster_loopback"),
+        pytest.param(["--input", "/raw/*", "--output", "/out", "--runner", "PrismRunner"], id="prism_loopback"),
+        pytest.param([*GCS, *EMBEDDED_JOB_SERVICE, "--environment_type", "DOCKER"], id="portable_docker_gs"),
+    ],
+)
+def test_paths_the_job_can_reach_are_accepted(argv):
+    make_options(argv)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("True", True), ("true", True), ("False", False), ("false", False)])
+def test_dry_run_is_the_bool_it_says(value, expected):
+    # Beam alone takes "False", a non-empty string, for a dry run.
+    options = PipelineOptions([f"--dry_run={value}"])
+    assert options.view_as(BeamTestOptions).dry_run == value
+    assert check_dry_run(options, create_runner("DataflowRunner")) is expected
+    assert options.view_as(BeamTestOptions).dry_run is expected
+
+
+def test_the_cli_refuses_before_listing_or_locking_anything(tmp_path, capsys):
+    out = tmp_path / "out"
+    # The input does not exist: the guard answers before the listing would.
+    assert run_cli("--input", str(tmp_path / "raw" / "*"), "--output", str(out), *DATAFLOW, *IMAGE) == 2
+    assert capsys.readouterr().err == (
+        f"cloud-import-prep: error: --input '{tmp_path}/raw/*' is a local path, but {DATAFLOW_REACH}: "
+        "use gs:// or s3:// paths\n"
+    )
+    assert not out.exists()
