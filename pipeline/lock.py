@@ -42,7 +42,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
-from transforms import os_error_text
+from transforms import os_error_text, read_all
 from transforms.stores import StoreError, _gcs_call, _gcs_client, _s3_call, _s3_client, _split
 
 _LOG = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ class _BeamLockFile:
         if not FileSystems.exists(self.url):
             return None
         with FileSystems.open(self.url, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = b"".join(iter(lambda: handle.read(1 << 16), b""))
+            data = read_all(handle)
         return data, data
 
     def write(self, data: bytes, version: Any | None) -> Any | None:
@@ -616,7 +616,7 @@ def release_run_lock(output: str, run_id: str) -> None:
     for attempt in range(_ATTEMPTS):
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                data = b"".join(iter(lambda: handle.read(1 << 16), b""))
+                data = read_all(handle)
             break
         # The launcher's heartbeat may replace the lock while it is read (a
         # store's reader then fails in its own terms): read it again.

@@ -13,7 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
-from transforms import os_error_text
+from transforms import os_error_text, read_all
 from pipeline.lock import LOCK_FILE, Holder, LockError, OutputLock
 from transforms.records import is_part_file
 from transforms.stores import PROBE_PREFIX, StoreError, is_object_store, list_objects, probe_writable
@@ -70,14 +70,6 @@ def previous_run_files(output: str) -> list[str] | None:
     if not all(isinstance(p, str) for p in paths):
         return None
     return paths
-
-
-def read_all(handle) -> bytes:  # type: ignore[no-untyped-def]
-    """Everything a handle holds: one read() of a compressed Beam handle stops at 16 MiB."""
-    parts = []
-    while chunk := handle.read(1 << 20):
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 class PreparedOutput(NamedTuple):

@@ -14,9 +14,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import TOOL_NAME, __version__
 from pipeline.lock import release_run_lock
-from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE, read_all
+from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE
 from pipeline.report import render_report
-from transforms import FileAccessError, os_error_text, pause_point
+from transforms import FileAccessError, os_error_text, pause_point, read_all
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
 from transforms.write import TEMP_FOLDER, WrittenFile, join_path, move_files, temp_root

@@ -41,3 +41,11 @@ def pause_point(stage: str) -> None:
     Path(setting.partition(":")[2]).write_text(str(os.getpid()))
     while True:
         time.sleep(60)
+
+
+def read_all(handle) -> bytes:  # type: ignore[no-untyped-def]
+    """Everything a handle holds: one read() of a compressed Beam handle stops at 16 MiB."""
+    parts = []
+    while chunk := handle.read(1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
