@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.schema_report import render_schema_section
 from transforms.rules import REASON_MEANINGS
 
 MAX_EXAMPLE_CHARS = 300
@@ -360,7 +361,7 @@ def _count_bars(summary: Mapping[str, Any]) -> int:
     return sum(1 for n in out["events_by_day"].values() if n) + sum(1 for n in out["rejected_by_reason"].values() if n)
 
 
-def render_report(summary: Mapping[str, Any]) -> str:
+def render_report(summary: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> str:
     """The whole _REPORT.html document for a run summary.
 
     The document is self-contained: inline CSS, inline SVG charts and one
@@ -371,6 +372,7 @@ def render_report(summary: Mapping[str, Any]) -> str:
     Args:
       summary: the run summary (the dict written to _SUMMARY.json); without
         its "details" section, those parts of the report show as empty.
+      schema: the run's _SCHEMA.json document, shown in a section of its own.
 
     Returns:
       The HTML document as text.
@@ -429,6 +431,7 @@ def render_report(summary: Mapping[str, Any]) -> str:
 <section><h2>Top event names</h2>{_top_events(details.get("top_events", []))}</section>
 <section><h2>Updates per operation</h2>{_updates(details.get("updates_by_operation", {}))}</section>
 </div>
+{render_schema_section(schema)}
 <section><h2>Options</h2>{_options(summary["options"])}</section>
 <script>{_SCRIPT}</script>
 </body></html>
