@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.output import OutputError  # noqa: PLC0415
     from pipeline.run import SubmitError, launch, make_options  # noqa: PLC0415
     from pipeline.report import format_headline  # noqa: PLC0415
+    from pipeline.schema import read_schema  # noqa: PLC0415
     from pipeline.summary import read_summary  # noqa: PLC0415
     from transforms.read import InputError  # noqa: PLC0415
 
@@ -190,10 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # headline on stderr, with the logs.
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     print(format_headline(summary), file=sys.stderr)
+    _print_drift(read_schema(own.output))
     if not summary["passed"]:
         print(f"cloud-import-prep: the run failed its checks: {summary['checks']}", file=sys.stderr)
         return EXIT_FAILED_CHECKS
     return EXIT_OK
+
+
+def _print_drift(schema: dict | None) -> None:
+    """With --previous-schema, one headline line: what changed, in counts."""
+    from transforms.schema import drift_counts  # noqa: PLC0415
+
+    if schema is not None and "drift" in schema:
+        print(f"  {'schema drift':<16}{drift_counts(schema['drift'])}", file=sys.stderr)
 
 
 def _dry_run(result: "PipelineResult", options: "PipelineOptions") -> int:

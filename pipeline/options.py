@@ -57,6 +57,8 @@ OWN_OPTIONS = (
     "overwrite",
     "range_bytes",
     "skip_unreadable_files",
+    "previous_schema",
+    "fail_on_type_change",
 )
 
 
@@ -182,6 +184,26 @@ class PrepOptions(PipelineOptions):
             "summary under input.unreadable_files, with the lines read before the error; "
             "default: such a file fails the run, naming the file. "
             "Example: --skip-unreadable-files",
+        )
+        parser.add_argument(
+            "--previous-schema",
+            "--previous_schema",
+            dest="previous_schema",
+            default=None,
+            help="An earlier run's _SCHEMA.json (local, gs:// or s3://; {date} placeholders "
+            "allowed): _SCHEMA.json then also says what changed since (drift: new and removed "
+            "event names and properties, type changes). Read before any work; a missing or "
+            "malformed file is refused. Example: --previous-schema "
+            "'gs://prepared/{date-2}/_SCHEMA.json'",
+        )
+        parser.add_argument(
+            "--fail-on-type-change",
+            "--fail_on_type_change",
+            dest="fail_on_type_change",
+            action="store_true",
+            default=False,
+            help="Fail the run (summary written, no _SUCCESS, non-zero exit) when a property's "
+            "non-null types differ from those in --previous-schema. Example: --fail-on-type-change",
         )
         # Not in OWN_OPTIONS: it changes what the command does once the job is
         # submitted, not the job, so it has no place in the summary.
@@ -496,6 +518,8 @@ def check_options(opts: PrepOptions) -> None:
     cloud = opts.view_as(GoogleCloudOptions)
     for name in ("temp_location", "staging_location"):
         _check_gcs_bucket(getattr(cloud, name) or "", f"--{name}")
+    if own.fail_on_type_change and not own.previous_schema:
+        raise UsageError("--fail-on-type-change needs --previous-schema: the schema to compare with")
     mode = opts.get_all_options().get("direct_running_mode")
     if mode == "multi_threading":
         raise UsageError(

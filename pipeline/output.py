@@ -23,7 +23,8 @@ _LOG = logging.getLogger(__name__)
 SUMMARY_FILE = "_SUMMARY.json"
 SUCCESS_FILE = "_SUCCESS"
 REPORT_FILE = "_REPORT.html"
-RUN_FILES = (SUMMARY_FILE, SUCCESS_FILE, REPORT_FILE)
+SCHEMA_FILE = "_SCHEMA.json"
+RUN_FILES = (SUMMARY_FILE, SUCCESS_FILE, REPORT_FILE, SCHEMA_FILE)
 
 
 class OutputError(ValueError):
@@ -94,7 +95,7 @@ def prepare_output(
     A previous run is one that finished (its `_SUMMARY.json` lists its files),
     or an unfinished one whose lock is left (killed, stopped, failed): then
     every file of the output layout there is its, the temporary ones included.
-    The previous run's `_SUCCESS`, `_SUMMARY.json` and `_REPORT.html` are
+    The previous run's `_SUCCESS`, `_SUMMARY.json`, `_SCHEMA.json` and `_REPORT.html` are
     removed at once, so that nothing claims the location finished while its
     files change; its other files are removed by the new run's last step,
     once the new files are in place.

@@ -31,7 +31,8 @@ from pipeline.options import (
 )
 from pipeline.lock import OutputLock, held_locks
 from pipeline.output import prepare_output
-from pipeline.placeholders import PlaceholderError, resolve_all
+from pipeline.placeholders import PlaceholderError, resolve, resolve_all
+from pipeline.schema import CollectSchema, read_previous_schema
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
 from transforms.read import InputFile, ReadRawLines, select_inputs
@@ -45,6 +46,9 @@ DEFAULT_RUNNER = DEFAULT_LOCAL_RUNNER
 # DirectRunner first tries to download and start Prism (BEAM_NOTES 1), then
 # falls back to FnApiRunner for batch jobs: go there directly.
 _DIRECT_NAMES = ("direct", "directrunner")
+# Whether jobs collect _SCHEMA.json. benchmarks/bench.py turns it off in its
+# child process to measure what the schema costs; it is no option of the tool.
+COLLECT_SCHEMA = True
 # Shards aim at this size (or --max-file-mb if smaller): enough to spread a
 # large day over many workers, few enough to keep files large.
 SHARD_TARGET_BYTES = 256 * MIB
@@ -89,6 +93,9 @@ def make_options(argv: Sequence[str]) -> PipelineOptions:
     today = datetime.now(timezone.utc).date()
     try:
         own.input, own.output, own.run_date = resolve_all(own.input, own.output, own.run_date, today)
+        if own.previous_schema:
+            run_date = datetime.strptime(own.run_date, "%Y-%m-%d").date()
+            own.previous_schema = resolve(own.previous_schema, run_date, "--previous-schema")
     except PlaceholderError as err:
         raise UsageError(str(err)) from None
     check_options(own)
@@ -130,6 +137,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     # from here; Pipeline() sets them too, but this runs before any use.
     FileSystems.set_options(options)
     reference = parse_reference_time(own.reference_time, time.time())
+    # Read before any work: a missing or malformed file is refused now, not at the end.
+    previous_schema = read_previous_schema(own.previous_schema) if own.previous_schema else None
     # Listed before prepare_output removes a previous run's _SUCCESS: every
     # file of that run under the output is left out of the input, and counted.
     selection = select_inputs(own.input, own.output, own.upload_order, options)
@@ -167,9 +176,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         batches, unreadable = read.batches, read.unreadable
     else:
         batches, unreadable = read, None
-    split = batches | "ValidateAndSplit" >> ValidateAndSplit(RuleConfig(reference, own.time_unit))
+    split = batches | "ValidateAndSplit" >> ValidateAndSplit(
+        RuleConfig(reference, own.time_unit), COLLECT_SCHEMA
+    )
     deduped = split.events | "DeduplicateEvents" >> DeduplicateEvents(
-        target, own.keep_superseded, single_shard
+        target, own.keep_superseded, single_shard, COLLECT_SCHEMA
     )
     updates_and_rejects = (
         (split.profiles, split.groups, split.rejects)
@@ -192,6 +203,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         "reject_examples": split.reject_examples,
         "duplicate_key_examples": split.duplicate_key_examples,
     } | "CollectReportFigures" >> CollectReportFigures()
+    schema = (
+        (split.schema_counts, deduped.schema_counts)
+        | "JoinSchemaCounts" >> beam.Flatten()
+        | "CollectSchema" >> CollectSchema()
+    ) if COLLECT_SCHEMA else None
     _ = written | "WriteSummary" >> WriteSummary(
         own.output,
         run_id,
@@ -201,6 +217,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         stale_files=prepared.stale_files if prepared else [],
         max_reject_ratio=own.max_reject_ratio,
         unreadable_files=unreadable,
+        schema=schema,
+        previous_schema=previous_schema,
+        fail_on_type_change=own.fail_on_type_change,
     )
     return BuiltJob(header, prepared.lock if prepared else None)
 

@@ -14,11 +14,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import TOOL_NAME, __version__
 from pipeline.lock import release_run_lock
-from pipeline.output import REPORT_FILE, SUCCESS_FILE, SUMMARY_FILE
+from pipeline.output import REPORT_FILE, SCHEMA_FILE, SUCCESS_FILE, SUMMARY_FILE
 from pipeline.report import render_report
+from pipeline.schema import complete_schema
 from transforms import FileAccessError, os_error_text, pause_point, read_all
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
+from transforms.schema import Outline, document_bytes
 from transforms.write import TEMP_FOLDER, WrittenFile, join_path, move_files, temp_root
 
 _LOG = logging.getLogger(__name__)
@@ -279,6 +281,8 @@ class _FinishRun(beam.DoFn):
         header: Mapping[str, Any],
         stale_files: Sequence[str],
         max_reject_ratio: float | None,
+        previous_schema: Outline | None = None,
+        fail_on_type_change: bool = False,
     ) -> None:
         super().__init__()
         self._output = output
@@ -286,6 +290,8 @@ class _FinishRun(beam.DoFn):
         self._header = dict(header)
         self._stale = list(stale_files)
         self._max_reject_ratio = max_reject_ratio
+        self._previous_schema = previous_schema
+        self._fail_on_type_change = fail_on_type_change
 
     def process(
         self,
@@ -295,11 +301,15 @@ class _FinishRun(beam.DoFn):
         reject_examples: Mapping[str, Sequence[Any]],
         unreadable_files: Sequence[Sequence[Any]] | None = None,
         duplicate_key_examples: Sequence[Any] = (),
+        schema: Iterable[Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         details = build_details(tallies, top_events, reject_examples, duplicate_key_examples)
         summary = build_summary(
             self._header, tallies, files, self._max_reject_ratio, details, unreadable_files
         )
+        document = None
+        if schema is not None:  # drift, and its check, before the summary is written
+            document = complete_schema(schema, self._previous_schema, summary, self._fail_on_type_change)
         skipped = summary["input"].get("unreadable_files")
         if skipped:
             _LOG.warning(
@@ -328,8 +338,10 @@ class _FinishRun(beam.DoFn):
             orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n",
             temp_dir,
         )
+        if document is not None:
+            _write_bytes(join_path(self._output, SCHEMA_FILE), document_bytes(document), temp_dir)
         _write_bytes(
-            join_path(self._output, REPORT_FILE), render_report(summary).encode("utf-8"), temp_dir
+            join_path(self._output, REPORT_FILE), render_report(summary, document).encode("utf-8"), temp_dir
         )
         if summary["passed"]:
             # One newline, not empty: Beam 2.77's S3 writer cannot create a
@@ -356,19 +368,21 @@ class _FinishRun(beam.DoFn):
 
 
 class WriteSummary(beam.PTransform):
-    """Finishes a run: _SUMMARY.json, _REPORT.html, _SUCCESS if it passed its checks, then unlocks.
+    """Finishes a run: _SUMMARY.json, _SCHEMA.json, _REPORT.html, _SUCCESS if it passed its checks, then unlocks.
 
     Input: the WrittenFile elements of WritePartitions. Side inputs: `tallies`,
     a singleton dict of merged counts, `figures`, the dict of
-    CollectReportFigures, and `unreadable_files` (only with
-    --skip-unreadable-files), ReadRawLines' `unreadable` output. Output: the
-    summary dict (one element).
+    CollectReportFigures, `schema`, the figures per name of CollectSchema, and
+    `unreadable_files` (only with --skip-unreadable-files), ReadRawLines'
+    `unreadable` output. Output: the summary dict (one element).
 
     Runs once all files are in place; removes the replaced run's files that
-    were not written again, writes the summary, then the report (each whole or
-    not at all), then `_SUCCESS`, only when the books balance and the reject
-    ratio is within the gate; removes the temporary folder, and last the
-    run's lock (pipeline/lock.py), passed or not.
+    were not written again, writes the summary, then the schema (with its
+    drift against `previous_schema`, when given), then the report (each whole
+    or not at all), then `_SUCCESS`, only when the books balance, the reject
+    ratio is within the gate and, with `fail_on_type_change`, no type
+    changed; removes the temporary folder, and last the run's lock
+    (pipeline/lock.py), passed or not.
     """
 
     def __init__(
@@ -381,14 +395,22 @@ class WriteSummary(beam.PTransform):
         stale_files: Sequence[str] = (),
         max_reject_ratio: float | None = None,
         unreadable_files: beam.PCollection | None = None,
+        schema: beam.PCollection | None = None,
+        previous_schema: Outline | None = None,
+        fail_on_type_change: bool = False,
     ) -> None:
         super().__init__()
         if "input" not in header:
             raise ValueError("header must hold 'input'")
-        self._finish = _FinishRun(output, run_id, header, stale_files, max_reject_ratio)
+        if (previous_schema is not None or fail_on_type_change) and schema is None:
+            raise ValueError("previous_schema and fail_on_type_change need the schema")
+        self._finish = _FinishRun(
+            output, run_id, header, stale_files, max_reject_ratio, previous_schema, fail_on_type_change
+        )
         self._tallies = tallies
         self._figures = figures
         self._unreadable = unreadable_files
+        self._schema = schema
 
     def expand(self, files: beam.PCollection) -> beam.PCollection:
         side_inputs = {
@@ -399,6 +421,9 @@ class WriteSummary(beam.PTransform):
         }
         if self._unreadable is not None:
             side_inputs["unreadable_files"] = beam.pvalue.AsList(self._unreadable)
+        if self._schema is not None:
+            # Streamed: the last step keeps the largest names as they come.
+            side_inputs["schema"] = beam.pvalue.AsIter(self._schema)
         return (
             files
             | "ListWrittenFiles" >> beam.combiners.ToList()

@@ -1,0 +1,614 @@
+"""Tests of transforms/schema.py (the schema report's pure core) and pipeline/schema.py (CollectSchema)."""
+
+import random
+
+import apache_beam as beam
+import orjson
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.options import UsageError
+from pipeline.schema import CollectSchema, complete_schema, read_previous_schema
+from transforms import schema as sc
+from transforms.dedupe import DeduplicateEvents
+from transforms.records import sort_batch
+from transforms.rules import classify
+from transforms.schema import NameTypes, TypeTally
+from transforms.validate import ValidateAndSplit
+
+T = 1704067200  # 2024-01-01T00:00:00Z
+
+
+def types_of(line: bytes) -> dict[str, str]:
+    """key -> type name of one JSON object, as the tally counts it."""
+    tally = TypeTally()
+    tally.add(sc.EVENTS, "E", orjson.loads(line), 0)
+    ((_, counted),) = tally.partials()
+    return {key: next(iter(types)) for key, types in counted.keys.items()}
+
+
+# --- the type rules -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('"a"', "string"),
+        ('""', "string"),
+        ("0", "integer"),
+        ("-7", "integer"),
+        ("9007199254740993", "integer"),
+        ("1.0", "number"),  # written as a float: a number, though its value is whole
+        ("-0.0", "number"),
+        ("2e3", "number"),
+        ("1.5", "number"),
+        ("100000000000000000000000", "number"),  # beyond 64 bits: read, and written, as a float
+        ("true", "boolean"),
+        ("false", "boolean"),
+        ("null", "null"),
+        ("{}", "object"),
+        ('{"a": [1]}', "object"),
+        ("[]", "list"),
+        ('[{"a": 1}]', "list"),
+    ],
+)
+def test_a_value_gets_the_type_of_its_json_token(text, expected):
+    assert types_of(b'{"v": ' + text.encode() + b"}") == {"v": expected}
+
+
+def test_values_are_typed_as_written_after_the_rules_normalised_them(rule_config):
+    line = orjson.dumps({"event": "E", "properties": {
+        "time": "2024-01-01T00:00:00Z", "distinct_id": 42, "price": 1.0, "n": 1}})
+    result = sort_batch(0, "a.ndjson", [0], [line], rule_config)
+    ((key, counted),) = result.schema
+    assert key == (sc.EVENTS, "E")
+    # time: an ISO string made integer seconds; distinct_id: an integer made a string;
+    # $insert_id: generated, a string.
+    assert counted.keys == {"time": {"integer": 1}, "distinct_id": {"string": 1}, "price": {"number": 1},
+                            "n": {"integer": 1}, "$insert_id": {"string": 1}}
+
+
+# --- counting a batch -----------------------------------------------------------------------
+
+
+def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_config):
+    lines = [
+        b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "$insert_id": "i1", "p": "x"}}',
+        b"not json",
+        b'{"event": "A", "properties": {"time": 1704067201, "distinct_id": "u2", "$insert_id": "i2", "p": 2}}',
+        b'{"event": "A", "properties": {"time": 1704067202, "distinct_id": "u3", "$insert_id": "i3", "p": "y"}}',
+        b'{"$distinct_id": "u1", "$set": {"plan": "pro"}}',
+        b'{"$distinct_id": "u1", "$unset": ["plan"]}',
+        b'{"$distinct_id": "u2", "$set_once": {"plan": null, "age": 3}}',
+        b'{"$group_key": "co", "$group_id": 7, "$set": {"name": "Acme"}}',
+        b"",
+    ]
+    offsets = [0, 100, 200, 300, 400, 500, 600, 700, 800]
+    result = sort_batch(3, "in/a.ndjson", offsets, lines, rule_config)
+    got = dict(result.schema)
+    assert got == {
+        (sc.EVENTS, "A"): NameTypes(
+            3,
+            {"time": {"integer": 3}, "distinct_id": {"string": 3}, "$insert_id": {"string": 3},
+             "p": {"string": 2, "integer": 1}},
+            {},
+            {("time", "integer"): (3, 0, "in/a.ndjson"), ("distinct_id", "string"): (3, 0, "in/a.ndjson"),
+             ("$insert_id", "string"): (3, 0, "in/a.ndjson"), ("p", "string"): (3, 0, "in/a.ndjson"),
+             ("p", "integer"): (3, 200, "in/a.ndjson")},
+        ),
+        # $unset is no property of the profile: only $set and $set_once count.
+        (sc.PROFILES, ""): NameTypes(
+            2,
+            {"plan": {"string": 1, "null": 1}, "age": {"integer": 1}},
+            {},
+            {("plan", "string"): (3, 400, "in/a.ndjson"), ("plan", "null"): (3, 600, "in/a.ndjson"),
+             ("age", "integer"): (3, 600, "in/a.ndjson")},
+        ),
+        (sc.GROUPS, ""): NameTypes(1, {"name": {"string": 1}}, {}, {("name", "string"): (3, 700, "in/a.ndjson")}),
+    }
+
+
+def test_without_count_types_a_batch_counts_nothing(rule_config):
+    line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1"}}'
+    assert sort_batch(0, "a", [0], [line], rule_config, count_types=False).schema == []
+
+
+def test_count_lines_subtracts_what_the_batch_added(rule_config):
+    lines = [
+        b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "p": [1]}}',
+        b'{"event": "B", "properties": {"time": 1704067200, "distinct_id": "u1", "p": {"q": 1}}}',
+        b'{"$distinct_id": "u1", "$set": {"plan": "pro"}}',
+    ]
+    result = sort_batch(0, "a", [0, 1, 2], lines, rule_config)
+    # The lines as written (the rules added $insert_id).
+    written_events = [classify(line, rule_config).line for line in lines[:2]]
+    written_profile = [classify(lines[2], rule_config).line]
+    minus = dict(sc.count_lines(written_events, sc.EVENTS) + sc.count_lines(written_profile, sc.PROFILES))
+    for key, added in result.schema:
+        total = sc.merge(NameTypes(), added)
+        sc.merge(total, minus[key])
+        assert total.count == 0 and all(n == 0 for types in total.keys.values() for n in types.values())
+        assert minus[key].examples == {}  # subtracted lines bring no positions
+    plus = dict(sc.count_lines(written_events, sc.EVENTS, sign=1))
+    assert plus[(sc.EVENTS, "A")].keys["p"] == {"list": 1}
+    assert plus[(sc.EVENTS, "B")].keys["p"] == {"object": 1}
+    with pytest.raises(ValueError, match="section must be one of"):
+        sc.count_lines([], "users")
+
+
+# --- adding up, bounded ---------------------------------------------------------------------
+
+
+def _merged_in_random_groups(parts: list[NameTypes], seed: int) -> NameTypes:
+    """Merges the parts as a runner might: shuffled, in groups, then the groups."""
+    rng = random.Random(seed)
+    parts = parts[:]
+    rng.shuffle(parts)
+    groups = []
+    while parts:
+        size = rng.randint(1, 5)
+        group = NameTypes()
+        for part in parts[:size]:
+            sc.merge(group, NameTypes(part.count, {k: dict(v) for k, v in part.keys.items()},
+                                      dict(part.other), dict(part.examples)))
+        groups.append(group)
+        parts = parts[size:]
+    total = NameTypes()
+    for group in groups:
+        sc.merge(total, group)
+    return sc.finish_name(total)
+
+
+def test_merging_is_exact_and_independent_of_order_and_grouping():
+    parts = [
+        NameTypes(2, {"a": {"string": 2}, "b": {"integer": 1}}, {}, {("a", "string"): (1, 50, "f1"),
+                                                                      ("b", "integer"): (1, 60, "f1")}),
+        NameTypes(1, {"b": {"string": 1}}, {}, {("b", "string"): (0, 900, "f0")}),
+        NameTypes(3, {"b": {"integer": 2, "null": 1}, "c": {"list": 3}}, {},
+                  {("b", "integer"): (0, 10, "f0"), ("b", "null"): (0, 11, "f0"), ("c", "list"): (0, 12, "f0")}),
+        NameTypes(-1, {"c": {"list": -1}, "b": {"integer": -1}}, {}, {}),  # a superseded event
+    ]
+    expected = NameTypes(
+        5,
+        {"a": {"string": 2}, "b": {"integer": 2, "string": 1, "null": 1}, "c": {"list": 2}},
+        {},
+        # Positions only for the conflicting key b, the first of each of its types.
+        {("b", "integer"): (0, 10, "f0"), ("b", "string"): (0, 900, "f0"), ("b", "null"): (0, 11, "f0")},
+    )
+    for seed in range(10):
+        assert _merged_in_random_groups(parts, seed) == expected
+
+
+def test_keys_seen_only_in_removed_records_disappear():
+    total = sc.merge(NameTypes(), NameTypes(2, {"a": {"string": 2}, "ref": {"string": 1}}))
+    sc.merge(total, NameTypes(-1, {"a": {"string": -1}, "ref": {"string": -1}}))
+    assert sc.finish_name(total) == NameTypes(1, {"a": {"string": 1}}, {}, {})
+
+
+def test_more_removed_than_counted_is_a_bug():
+    with pytest.raises(ValueError, match="negative type count"):
+        sc.finish_name(NameTypes(1, {"a": {"string": -1}}))
+
+
+def test_past_max_keys_the_keys_written_most_stay_and_the_rest_is_other():
+    # 2,500 keys: key k written (k % 7 + 1) times, as strings, and once as an integer.
+    keys = {f"k{i:04d}": {"string": i % 7 + 1, "integer": 1} for i in range(2_500)}
+    finished = sc.finish_name(NameTypes(10, keys))
+    ranked = sorted(keys, key=lambda k: (-sum(keys[k].values()), k))
+    assert sorted(finished.keys) == sorted(ranked[: sc.MAX_KEYS])
+    folded = ranked[sc.MAX_KEYS :]
+    assert finished.other == {"string": sum(keys[k]["string"] for k in folded), "integer": len(folded)}
+
+
+def test_an_accumulator_holds_a_bounded_number_of_keys_and_stays_exact():
+    # 25,000 distinct keys of one name, in 50 partial counts: more than an
+    # accumulator holds. The kept keys, their counts and "(other)" are the same
+    # whatever the order and grouping of merges, and nothing is lost.
+    rng = random.Random(3)
+    parts = []
+    for p in range(50):
+        keys = {f"key-{rng.randrange(25_000):05d}": {"string": 1} for _ in range(600)}
+        keys["common"] = {"string": 10, "integer": 1}
+        parts.append(NameTypes(10, keys))
+    total_lines = sum(n for part in parts for types in part.keys.values() for n in types.values())
+    results = []
+    for seed in range(3):
+        merged = NameTypes()
+        order = parts[:]
+        random.Random(seed).shuffle(order)
+        for part in order:
+            sc.merge(merged, NameTypes(part.count, {k: dict(v) for k, v in part.keys.items()}))
+            assert len(merged.keys) <= 2 * sc.KEYS_HELD
+        results.append(sc.finish_name(merged))
+    assert results[0] == results[1] == results[2]
+    result = results[0]
+    assert len(result.keys) == sc.MAX_KEYS and result.keys["common"] == {"string": 500, "integer": 50}
+    kept = sum(n for types in result.keys.values() for n in types.values())
+    assert kept + sum(result.other.values()) == total_lines
+    assert result.examples == {}  # positions are for conflicts: common had none given
+
+
+def test_fifty_thousand_event_names_keep_the_ten_thousand_largest_exactly():
+    rng = random.Random(5)
+    names = {f"event-{i:05d}": 1 + rng.randrange(40) for i in range(50_000)}
+    finished = {name: NameTypes(n, {"k": {"string": n}}) for name, n in names.items()}
+    results = []
+    for seed in range(2):
+        items = list(finished.items())
+        random.Random(seed).shuffle(items)
+        partial = [sc.EventNames() for _ in range(4)]
+        for i, (name, types) in enumerate(items):
+            partial[i % 4].add(name, types)
+            assert len(partial[i % 4].names) <= 2 * sc.MAX_EVENT_NAMES
+        total = sc.EventNames()
+        for part in partial:
+            total.merge(part)
+        results.append(total.final())
+    assert results[0] == results[1]
+    result = results[0]
+    largest = sorted(names, key=lambda n: (-names[n], n))[: sc.MAX_EVENT_NAMES]
+    assert sorted(result) == sorted(largest + [sc.OTHER])
+    rest = sum(names.values()) - sum(names[n] for n in largest)
+    assert result[sc.OTHER] == NameTypes(rest, {"k": {"string": rest}}, {}, {})
+
+
+# --- the document ---------------------------------------------------------------------------
+
+
+def test_the_document_lists_conflicts_and_positions_of_conflicting_types_only():
+    events = {
+        "Buy": sc.finish_name(NameTypes(3, {"price": {"integer": 2, "string": 1}, "id": {"string": 2, "null": 1}},
+                                        {}, {("price", "integer"): (0, 5, "a"), ("price", "string"): (1, 0, "b"),
+                                             ("id", "string"): (0, 5, "a"), ("id", "null"): (0, 9, "a")})),
+    }
+    profiles = sc.finish_name(NameTypes(2, {"age": {"integer": 1, "number": 1}}, {},
+                                        {("age", "integer"): (0, 1, "a"), ("age", "number"): (0, 2, "a")}))
+    document = sc.schema_document(events, profiles, None)
+    assert document == {
+        "events": {"Buy": {"count": 3, "properties": {
+            "price": {"types": {"integer": 2, "string": 1},
+                      "examples": {"integer": {"source": "a", "offset": 5}, "string": {"source": "b", "offset": 0}}},
+            "id": {"types": {"string": 2, "null": 1}},  # null is no type of its own for conflicts
+        }}},
+        "conflicts": {"Buy": ["price"]},
+        "profiles": {"count": 2, "properties": {"age": {"types": {"integer": 1, "number": 1}, "examples": {
+            "integer": {"source": "a", "offset": 1}, "number": {"source": "a", "offset": 2}}}},
+            "conflicts": ["age"]},
+        "groups": {"count": 0, "properties": {}, "conflicts": []},
+    }
+    data = sc.document_bytes(document)
+    assert data.endswith(b"}\n") and data.index(b'"conflicts"') < data.index(b'"events"')  # sorted keys
+    assert data == sc.document_bytes(orjson.loads(data))
+
+
+def test_a_folded_event_shows_other_and_no_conflicts():
+    names = sc.EventNames()
+    names.other = NameTypes(4, {"x": {"string": 2, "integer": 2}}, {"list": 1})
+    document = sc.schema_document(names.final(), None, None)
+    assert document["events"] == {sc.OTHER: {"count": 4, "properties": {
+        "x": {"types": {"string": 2, "integer": 2}}, sc.OTHER: {"types": {"list": 1}}}}}
+    assert document["conflicts"] == {}
+
+
+# --- drift ----------------------------------------------------------------------------------
+
+
+def outline_of(events: dict[str, dict[str, dict[str, int]]]) -> sc.Outline:
+    return sc.outline({"events": {
+        name: {"count": 1, "properties": {k: {"types": t} for k, t in keys.items()}} for name, keys in events.items()}})
+
+
+def test_drift_lists_new_and_removed_names_and_keys_and_type_changes():
+    before = outline_of({
+        "Buy": {"price": {"integer": 5}, "coupon": {"string": 1}, "tags": {"null": 3}, "qty": {"integer": 1}},
+        "Gone": {"a": {"string": 1}},
+        "Same": {"a": {"string": 1, "integer": 1}},
+    })
+    after = outline_of({
+        "Buy": {"price": {"string": 1, "integer": 4, "null": 2}, "tags": {"list": 2}, "qty": {"integer": 1, "null": 9},
+                "gift": {"boolean": 1}},
+        "New": {"a": {"string": 1}},
+        "Same": {"a": {"integer": 3, "string": 0}},
+    })
+    assert sc.drift(before, after) == {
+        "new_events": ["New"],
+        "removed_events": ["Gone"],
+        "new_properties": {"Buy": ["gift"]},
+        "removed_properties": {"Buy": ["coupon"]},
+        # tags was only ever null before: nothing to compare; a count of 0 is no type.
+        "type_changes": {
+            "Buy": {"price": {"before": ["integer"], "after": ["integer", "string"]}},
+            "Same": {"a": {"before": ["integer", "string"], "after": ["integer"]}},
+        },
+    }
+    assert sc.drift_counts(sc.drift(before, after)) == (
+        "1 new event, 1 removed event, 1 new property, 1 removed property, 2 type changes"
+    )
+    assert sc.drift_counts(sc.drift(before, before)) == "none"
+
+
+def test_drift_reports_nothing_that_other_may_hide():
+    before = outline_of({"A": {"x": {"string": 1}, sc.OTHER: {"string": 5}}, sc.OTHER: {"y": {"integer": 1}}})
+    after = outline_of({"A": {"x": {"integer": 1}, "z": {"string": 1}}, "B": {"y": {"string": 1}}})
+    # B may have been folded before; z may have been one of A's folded keys.
+    assert sc.drift(before, after) == {
+        "new_events": [], "removed_events": [], "new_properties": {}, "removed_properties": {},
+        "type_changes": {"A": {"x": {"before": ["string"], "after": ["integer"]}}},
+    }
+    # And the other way round: what this run folded is not "removed".
+    assert sc.drift(after, before)["removed_events"] == [] and sc.drift(after, before)["removed_properties"] == {}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "the document is not a JSON object"),
+        ({"tool": "x"}, 'it has no "events" object'),
+        ({"events": {"A": []}}, 'events["A"] is not an object'),
+        ({"events": {"A": {"count": -1, "properties": {}}}}, 'events["A"].count is not a non-negative integer'),
+        ({"events": {"A": {"count": 1}}}, 'events["A"].properties is not an object'),
+        ({"events": {"A": {"count": 1, "properties": {"k": {}}}}}, 'events["A"].properties["k"] has no "types"'),
+        ({"events": {"A": {"count": 1, "properties": {"k": {"types": {"float": 1}}}}}},
+         "'float' is not one of the types string, integer, number, boolean, null, object, list"),
+        ({"events": {"A": {"count": 1, "properties": {"k": {"types": {"string": "1"}}}}}},
+         'events["A"].properties["k"].types.string is not a non-negative integer'),
+    ],
+)
+def test_an_outline_refuses_what_is_not_a_schema_document(document, message):
+    with pytest.raises(sc.SchemaShapeError) as raised:
+        sc.outline(document)
+    assert message in str(raised.value)
+
+
+def test_read_previous_schema_refuses_in_one_line(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_bytes(sc.document_bytes({"events": {"A": {"count": 1, "properties": {
+        "k": {"types": {"string": 1, "null": 2}}}}}, "conflicts": {}}))
+    assert read_previous_schema(str(good)) == {"A": {"k": ("string",)}}
+    cases = {
+        "missing.json": (None, "no such file"),
+        "text.json": (b"hello", "is not JSON (unexpected character"),
+        "summary.json": (b'{"tool": {"name": "cloud-import-prep"}}', 'is not a _SCHEMA.json of this tool: it has no "events"'),
+    }
+    for name, (data, message) in cases.items():
+        path = tmp_path / name
+        if data is not None:
+            path.write_bytes(data)
+        with pytest.raises(UsageError) as raised:
+            read_previous_schema(str(path))
+        assert str(raised.value).startswith(f"--previous-schema {str(path)!r}")
+        assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_complete_schema_adds_drift_and_the_check_only_when_asked():
+    names = [((sc.EVENTS, "A"), NameTypes(1, {"k": {"integer": 1}}))]
+    document = sc.document_of(names)
+    previous = {"A": {"k": ("string",)}}
+    summary = {"checks": {"balanced": True}, "passed": True}
+    assert complete_schema(names, None, summary, False) == document
+    assert complete_schema(names, previous, summary, False)["drift"]["type_changes"] == {
+        "A": {"k": {"before": ["string"], "after": ["integer"]}}}
+    assert summary == {"checks": {"balanced": True}, "passed": True}
+    complete_schema(names, previous, summary, True)
+    assert summary == {"checks": {"balanced": True, "type_changes_ok": False}, "passed": False}
+    summary = {"checks": {"balanced": True}, "passed": True}
+    complete_schema(names, {"A": {"k": ("integer",)}}, summary, True)
+    assert summary == {"checks": {"balanced": True, "type_changes_ok": True}, "passed": True}
+
+
+# --- the stage ------------------------------------------------------------------------------
+
+FILE_A = [  # rank 0
+    b'{"event": "Signup", "properties": {"distinct_id": "u1", "time": 1704067200, "$insert_id": "s1", "plan": "pro", "ref": "ad"}}',
+    b'{"event": "Signup", "properties": {"distinct_id": "u2", "time": 1704067300, "plan": 2, "seats": null}}',
+    b'{"event": "Buy", "properties": {"distinct_id": 42, "time": "2024-01-01T10:00:00Z", "$insert_id": "b1", "price": 9.5, "items": [1], "ok": true}}',
+    b'{"$distinct_id": "u1", "$set": {"plan": "pro", "age": 30}}',
+    b"{broken",
+]
+FILE_B = [  # rank 1: Signup s1 again, without ref (the first one is superseded)
+    b'{"event": "Signup", "properties": {"distinct_id": "u1", "time": 1704067200, "$insert_id": "s1", "plan": "pro"}}',
+    b'{"$distinct_id": "u2", "$set_once": {"age": "thirty"}}',
+    b'{"$distinct_id": "u3", "$unset": ["age"]}',
+    b'{"$group_key": "company", "$group_id": 7, "$set": {"name": "Acme"}}',
+    b"",
+]
+
+
+def _batches():
+    def offsets(lines):
+        out, at = [], 0
+        for line in lines:
+            out.append(at)
+            at += len(line) + 1
+        return out
+
+    return [(0, "in/a.ndjson", offsets(FILE_A), FILE_A), (1, "in/b.ndjson", offsets(FILE_B), FILE_B)]
+
+
+EXPECTED_SCHEMA = b"""{
+  "conflicts": {
+    "Signup": [
+      "plan"
+    ]
+  },
+  "events": {
+    "Buy": {
+      "count": 1,
+      "properties": {
+        "$insert_id": {
+          "types": {
+            "string": 1
+          }
+        },
+        "distinct_id": {
+          "types": {
+            "string": 1
+          }
+        },
+        "items": {
+          "types": {
+            "list": 1
+          }
+        },
+        "ok": {
+          "types": {
+            "boolean": 1
+          }
+        },
+        "price": {
+          "types": {
+            "number": 1
+          }
+        },
+        "time": {
+          "types": {
+            "integer": 1
+          }
+        }
+      }
+    },
+    "Signup": {
+      "count": 2,
+      "properties": {
+        "$insert_id": {
+          "types": {
+            "string": 2
+          }
+        },
+        "distinct_id": {
+          "types": {
+            "string": 2
+          }
+        },
+        "plan": {
+          "examples": {
+            "integer": {
+              "offset": 125,
+              "source": "in/a.ndjson"
+            },
+            "string": {
+              "offset": 0,
+              "source": "in/a.ndjson"
+            }
+          },
+          "types": {
+            "integer": 1,
+            "string": 1
+          }
+        },
+        "seats": {
+          "types": {
+            "null": 1
+          }
+        },
+        "time": {
+          "types": {
+            "integer": 2
+          }
+        }
+      }
+    }
+  },
+  "groups": {
+    "conflicts": [],
+    "count": 1,
+    "properties": {
+      "name": {
+        "types": {
+          "string": 1
+        }
+      }
+    }
+  },
+  "profiles": {
+    "conflicts": [
+      "age"
+    ],
+    "count": 2,
+    "properties": {
+      "age": {
+        "examples": {
+          "integer": {
+            "offset": 372,
+            "source": "in/a.ndjson"
+          },
+          "string": {
+            "offset": 112,
+            "source": "in/b.ndjson"
+          }
+        },
+        "types": {
+          "integer": 1,
+          "string": 1
+        }
+      },
+      "plan": {
+        "types": {
+          "string": 1
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def test_collect_schema_writes_exactly_the_types_of_the_written_records(rule_config):
+    # Signup s1 of file a is superseded by file b's: its "ref" is in no written
+    # event, and Signup counts 2 events. "plan" is a string once and an integer
+    # once: a conflict, with the first line of each type. The string's first
+    # line is the superseded one (positions are of accepted lines).
+    with TestPipeline(runner="FnApiRunner") as p:
+        split = p | beam.Create(_batches()) | ValidateAndSplit(rule_config)
+        deduped = split.events | DeduplicateEvents(1 << 30)
+        names = (split.schema_counts, deduped.schema_counts) | beam.Flatten() | CollectSchema()
+        # As the job's last step lays it out (WriteSummary).
+        document = names | beam.combiners.ToList() | beam.Map(lambda items: sc.document_bytes(sc.document_of(items)))
+        assert_that(document, equal_to([EXPECTED_SCHEMA]), label="CheckSchema")
+
+
+def test_collect_schema_of_nothing_is_an_empty_document():
+    with TestPipeline(runner="FnApiRunner") as p:
+        names = p | beam.Create([]) | CollectSchema()
+        assert_that(names, equal_to([]))
+    assert sc.document_of([]) == ({
+            "events": {}, "conflicts": {},
+            "profiles": {"count": 0, "properties": {}, "conflicts": []},
+            "groups": {"count": 0, "properties": {}, "conflicts": []},
+        })
+
+
+def test_collect_schema_bounds_fifty_thousand_event_names():
+    # 50,000 names, each counted in two partial counts (as two batches would):
+    # the document keeps the 10,000 largest, exactly, and folds the rest.
+    counts = {f"e{i:05d}": 1 + (i * 7919) % 50 for i in range(50_000)}
+    partials = []
+    for name, n in counts.items():
+        first = n // 2
+        partials.append(((sc.EVENTS, name), NameTypes(first, {"k": {"string": first}} if first else {})))
+        partials.append(((sc.EVENTS, name), NameTypes(n - first, {"k": {"integer": n - first}})))
+    largest = sorted(counts, key=lambda name: (-counts[name], name))[: sc.MAX_EVENT_NAMES]
+    rest = sorted(set(counts) - set(largest))
+
+    def check(names):
+        # Each name once, complete; laid out as the last step does, streaming.
+        assert len(names) == len(counts)
+        document = sc.document_of(iter(names))
+        events = document["events"]
+        assert sorted(events) == sorted(largest + [sc.OTHER])
+        for name in largest[:50]:
+            assert events[name]["count"] == counts[name]
+        other = events[sc.OTHER]
+        assert other["count"] == sum(counts[name] for name in rest)
+        assert other["properties"]["k"]["types"] == {
+            "string": sum(counts[name] // 2 for name in rest),
+            "integer": sum(counts[name] - counts[name] // 2 for name in rest),
+        }
+        # Every kept name with both halves is a conflict; "(other)" never is.
+        assert sc.OTHER not in document["conflicts"]
+        assert len(document["conflicts"]) == sum(1 for name in largest if counts[name] > 1)
+
+    with TestPipeline(runner="FnApiRunner") as p:
+        document = p | beam.Create(partials, reshuffle=True) | CollectSchema()
+        assert_that(document, check)
