@@ -32,7 +32,6 @@ from transforms.rules import (
     RuleConfig,
     classify,
 )
-from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import GROUPS as SCHEMA_GROUPS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
 from transforms.schema import Partial, TypeTally
@@ -214,7 +213,7 @@ def sort_batch(
             columns.lines.append(fate.line)
             names[fate.name] += 1
             if types is not None:
-                types.add(SCHEMA_EVENTS, fate.name, fate.values, offset)
+                types.add_event(fate.name, fate.values, offset)
         elif kind == Kind.REJECT:
             reason = fate.reason.value  # type: ignore[union-attr]
             rejects.offsets.append(offset)
