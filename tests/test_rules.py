@@ -127,7 +127,19 @@ def test_interface_shapes() -> None:
         "normalised",
         "reason",
         "detail",
+        "values",
     )
+
+
+def test_values_are_what_the_written_line_holds(rule_config) -> None:
+    """Fate.values is the parsed, normalised record the line was written from (the schema counts it)."""
+    event = classify(b'{"event": "E", "properties": {"time": "2024-01-01T00:00:00Z", "distinct_id": 7, "a": 1.0}}',
+                     rule_config)
+    assert event.values == orjson.loads(event.line)["properties"]
+    assert event.values["time"] == 1704067200 and event.values["distinct_id"] == "7" and "$insert_id" in event.values
+    update = classify(b'{"$distinct_id": 7, "$set": {"plan": "pro"}}', rule_config)
+    assert update.values == {"plan": "pro"} == orjson.loads(update.line)["$set"]
+    assert classify(b"{broken", rule_config).values is None
     assert Reason.INVALID_JSON == "invalid_json"
 
 
@@ -757,6 +769,7 @@ def test_event_written_exactly() -> None:
         fate.key,
         "Signed up",
         0,
+        values={"time": 1704067200, "distinct_id": "u1", "$insert_id": "id-1", "plan": "pro"},
     )
     assert len(fate.key) == 16
 
@@ -1224,6 +1237,7 @@ def test_profile_written_as_given_but_compact_and_with_a_string_id() -> None:
         fate.key,
         "$set",
         NORMALISED_DISTINCT_ID,
+        values={"b": 1, "a": 1.5},
     )
 
 
@@ -1237,6 +1251,7 @@ def test_group_written_as_given_but_with_a_string_id() -> None:
         fate.key,
         "$set_once",
         NORMALISED_DISTINCT_ID,
+        values={"a": 1},
     )
 
 

@@ -60,7 +60,7 @@ def test_a_value_gets_the_type_of_its_json_token(text, expected):
 def test_values_are_typed_as_written_after_the_rules_normalised_them(rule_config):
     line = orjson.dumps({"event": "E", "properties": {
         "time": "2024-01-01T00:00:00Z", "distinct_id": 42, "price": 1.0, "n": 1}})
-    result = sort_batch(0, "a.ndjson", [0], [line], rule_config)
+    result = sort_batch(0, "a.ndjson", [0], [line], rule_config, count_types=True)
     ((key, counted),) = result.schema
     assert key == (sc.EVENTS, "E")
     # time: an ISO string made integer seconds; distinct_id: an integer made a string;
@@ -85,7 +85,7 @@ def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_con
         b"",
     ]
     offsets = [0, 100, 200, 300, 400, 500, 600, 700, 800]
-    result = sort_batch(3, "in/a.ndjson", offsets, lines, rule_config)
+    result = sort_batch(3, "in/a.ndjson", offsets, lines, rule_config, count_types=True)
     got = dict(result.schema)
     assert got == {
         (sc.EVENTS, "A"): NameTypes(
@@ -111,7 +111,7 @@ def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_con
 
 def test_without_count_types_a_batch_counts_nothing(rule_config):
     line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1"}}'
-    assert sort_batch(0, "a", [0], [line], rule_config, count_types=False).schema == []
+    assert sort_batch(0, "a", [0], [line], rule_config).schema == []
 
 
 def test_count_lines_subtracts_what_the_batch_added(rule_config):
@@ -120,7 +120,7 @@ def test_count_lines_subtracts_what_the_batch_added(rule_config):
         b'{"event": "B", "properties": {"time": 1704067200, "distinct_id": "u1", "p": {"q": 1}}}',
         b'{"$distinct_id": "u1", "$set": {"plan": "pro"}}',
     ]
-    result = sort_batch(0, "a", [0, 1, 2], lines, rule_config)
+    result = sort_batch(0, "a", [0, 1, 2], lines, rule_config, count_types=True)
     # The lines as written (the rules added $insert_id).
     written_events = [classify(line, rule_config).line for line in lines[:2]]
     written_profile = [classify(lines[2], rule_config).line]
@@ -560,8 +560,8 @@ def test_collect_schema_writes_exactly_the_types_of_the_written_records(rule_con
     # once: a conflict, with the first line of each type. The string's first
     # line is the superseded one (positions are of accepted lines).
     with TestPipeline(runner="FnApiRunner") as p:
-        split = p | beam.Create(_batches()) | ValidateAndSplit(rule_config)
-        deduped = split.events | DeduplicateEvents(1 << 30)
+        split = p | beam.Create(_batches()) | ValidateAndSplit(rule_config, count_types=True)
+        deduped = split.events | DeduplicateEvents(1 << 30, count_types=True)
         names = (split.schema_counts, deduped.schema_counts) | beam.Flatten() | CollectSchema()
         # As the job's last step lays it out (WriteSummary).
         document = names | beam.combiners.ToList() | beam.Map(lambda items: sc.document_bytes(sc.document_of(items)))

@@ -17,6 +17,7 @@ from pipeline.summary import (
     build_summary,
     read_summary,
 )
+from transforms.schema import EVENTS, NameTypes, document_bytes, document_of
 from transforms.write import WrittenFile
 
 DAY1 = "events/day=2024-01-01"
@@ -394,3 +395,47 @@ def test_write_summary_new_location_unbalanced(tmp_path):
 def test_write_summary_refuses_header_without_input():
     with pytest.raises(ValueError, match="input"):
         WriteSummary("out", RUN_ID, {"run_id": RUN_ID}, None, {})
+
+
+def test_write_summary_writes_the_schema_with_drift_and_gates_a_type_change(tmp_path):
+    """_SCHEMA.json beside the summary; a type change against the previous schema fails the checks."""
+
+
+    root = str(tmp_path / "out")
+    for f in FILES:
+        touch(root, f.path)
+    names = [((EVENTS, "Signup"), NameTypes(2, {"plan": {"string": 1, "integer": 1}}, {},
+                                            {("plan", "string"): (0, 0, "a"), ("plan", "integer"): (0, 9, "a")}))]
+    previous = {"Signup": {"plan": ("string",)}, "Gone": {}}
+    with TestPipeline(runner="FnApiRunner") as p:
+        files = p | "Files" >> beam.Create(FILES)
+        tallies = p | "Tallies" >> beam.Create(TALLY_PARTS) | beam.CombineGlobally(MergeTallies())
+        figures = {
+            "top_events": p | "TopEvents" >> beam.Create([[]]),
+            "reject_examples": p | "Examples" >> beam.Create([]),
+            "duplicate_key_examples": p | "DuplicateKeyExamples" >> beam.Create([[]]),
+        }
+        schema = p | "Schema" >> beam.Create(names)
+        summary = files | WriteSummary(
+            root, RUN_ID, HEADER, tallies, figures, schema=schema, previous_schema=previous, fail_on_type_change=True
+        )
+        assert_that(
+            summary | beam.Map(lambda s: (s["balanced"], s["checks"]["type_changes_ok"], s["passed"])),
+            equal_to([(True, False, False)]),
+        )
+    files, _ = listing(root)
+    assert files == sorted([f.path for f in FILES] + ["_REPORT.html", "_SCHEMA.json", "_SUMMARY.json"])
+    expected = document_of(names)
+    expected["drift"] = {
+        "new_events": [], "removed_events": ["Gone"], "new_properties": {}, "removed_properties": {},
+        "type_changes": {"Signup": {"plan": {"before": ["string"], "after": ["integer", "string"]}}},
+    }
+    with open(os.path.join(root, "_SCHEMA.json"), "rb") as handle:
+        assert handle.read() == document_bytes(expected)
+    with open(os.path.join(root, "_REPORT.html"), encoding="utf-8") as handle:
+        assert 'data-drift="removed_events"' in handle.read()
+
+
+def test_write_summary_refuses_drift_without_the_schema():
+    with pytest.raises(ValueError, match="need the schema"):
+        WriteSummary("out", RUN_ID, HEADER, None, {}, fail_on_type_change=True)

@@ -24,7 +24,7 @@ SUPERSEDED_COUNT = "superseded"
 
 
 class _PickLatest(beam.DoFn):
-    def __init__(self, keep_superseded: bool, count_types: bool = True) -> None:
+    def __init__(self, keep_superseded: bool, count_types: bool = False) -> None:
         super().__init__()
         self._keep_superseded = keep_superseded
         self._count_types = count_types
@@ -69,7 +69,7 @@ class DeduplicateEvents(beam.PTransform):
         target_bytes: int,
         keep_superseded: bool = False,
         single_shard: bool = False,
-        count_types: bool = True,
+        count_types: bool = False,
     ) -> None:
         super().__init__()
         if target_bytes <= 0:

@@ -181,7 +181,7 @@ def sort_batch(
     offsets: list[int],
     lines: list[bytes],
     config: RuleConfig,
-    count_types: bool = True,
+    count_types: bool = False,
 ) -> SortedBatch:
     """Classifies every line of a batch and sorts the results by route.
 

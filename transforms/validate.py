@@ -35,7 +35,7 @@ SCHEMA_COUNTS = "schema_counts"
 
 
 class _SortBatch(beam.DoFn):
-    def __init__(self, config: RuleConfig, count_types: bool = True) -> None:
+    def __init__(self, config: RuleConfig, count_types: bool = False) -> None:
         super().__init__()
         self._config = config
         self._count_types = count_types
@@ -90,7 +90,7 @@ class ValidateAndSplit(beam.PTransform):
     exactly one of: blank (counted), events, profiles, groups, rejects.
     """
 
-    def __init__(self, config: RuleConfig, count_types: bool = True) -> None:
+    def __init__(self, config: RuleConfig, count_types: bool = False) -> None:
         super().__init__()
         if not isinstance(config, RuleConfig):
             raise TypeError(f"config must be a RuleConfig, got {type(config).__name__}")
