@@ -37,7 +37,8 @@ def _corpus(root: Path) -> list[Path]:
             kind = rng.random()
             if kind < 0.8:
                 name, user, time, insert_id = rng.choice(pool)
-                props = {"distinct_id": user, "time": time, "$insert_id": insert_id, "upload": f, "pad": pad}
+                props = {"distinct_id": user, "time": time, "$insert_id": insert_id, "upload": f, "pad": pad,
+                         "v": rng.choice([1, "1", 1.5, None])}  # a type conflict, for _SCHEMA.json
                 if rng.random() < 0.3:
                     del props["$insert_id"]
                     props["time"] = time + 0.5
@@ -60,9 +61,9 @@ def _corpus(root: Path) -> list[Path]:
 
 
 def _result(out: Path) -> tuple[dict[str, bytes], dict]:
-    """The data files' bytes, and the summary without what differs by design."""
+    """The data files' and _SCHEMA.json's bytes, and the summary without what differs by design."""
     files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-             and not p.name.startswith("_")}
+             and (not p.name.startswith("_") or p.name == "_SCHEMA.json")}
     s = summary(out)
     s.pop("run_id")
     for name in VARYING:
@@ -84,6 +85,8 @@ def prepared(tmp_path_factory):
     o = s["output"]
     assert all(o[k] > 0 for k in ("events", "superseded", "profiles", "groups", "rejected"))
     assert s["input"]["blank_lines"] > 0 and s["normalised"]["insert_id_generated"] > 0
+    schema = orjson.loads(files["_SCHEMA.json"])
+    assert {name: keys for name, keys in schema["conflicts"].items()} == {n: ["v"] for n in ("Buy", "Login", "Signup")}
     return root, paths, (files, s)
 
 

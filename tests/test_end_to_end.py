@@ -51,6 +51,7 @@ def test_sample_run_balances_and_writes_the_layout(tmp_path):
             "profiles/part-00000-of-00001.ndjson.gz",
             "rejects/part-00000-of-00001.ndjson.gz",
             "_REPORT.html",
+            "_SCHEMA.json",
             "_SUMMARY.json",
             "_SUCCESS",
         ]
@@ -300,7 +301,9 @@ def test_time_unit_ms_and_uncompressed_output(tmp_path):
     write_input(tmp_path / "in" / "a.ndjson", [ev("A", "u", T_DAY1 + 1.5, **{"$insert_id": "x"})])
     out = tmp_path / "out"
     assert run([tmp_path / "in" / "*"], out, "--time-unit", "ms", "--compression", "none") == 0
-    assert list(read_output(out)) == ["_REPORT.html", "_SUCCESS", "_SUMMARY.json", "events/day=2024-01-01/part-00000-of-00001.ndjson"]
+    assert list(read_output(out)) == [
+        "_REPORT.html", "_SCHEMA.json", "_SUCCESS", "_SUMMARY.json", "events/day=2024-01-01/part-00000-of-00001.ndjson"
+    ]
     assert read_json_lines(out, "events/")[0]["properties"]["time"] == (T_DAY1 + 1) * 1000 + 500
 
 
@@ -330,7 +333,7 @@ def test_only_blank_lines_write_no_data_files(tmp_path):
     write_input(tmp_path / "in" / "a.ndjson", [b"", b"  ", b"\t"])
     out = tmp_path / "out"
     assert run([tmp_path / "in" / "*"], out) == 0
-    assert sorted(read_output(out)) == ["_REPORT.html", "_SUCCESS", "_SUMMARY.json"]
+    assert sorted(read_output(out)) == ["_REPORT.html", "_SCHEMA.json", "_SUCCESS", "_SUMMARY.json"]
     assert folders(out) == []
     assert summary(out)["input"]["blank_lines"] == 3
 
@@ -347,7 +350,8 @@ def test_overwrite_replaces_only_the_previous_run(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert run([tmp_path / "in2" / "*"], out, "--overwrite") == 0
     assert sorted(read_output(out)) == [
-        "_REPORT.html", "_SUCCESS", "_SUMMARY.json", "events/day=2024-01-02/part-00000-of-00001.ndjson.gz"
+        "_REPORT.html", "_SCHEMA.json", "_SUCCESS", "_SUMMARY.json",
+        "events/day=2024-01-02/part-00000-of-00001.ndjson.gz"
     ]
     assert folders(out) == ["events", "events/day=2024-01-02"]
     (out / "notes.txt").write_text("mine")

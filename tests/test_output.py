@@ -129,9 +129,10 @@ def test_prepare_output_overwrite_previous_run(previous_run):
 
 
 def test_prepare_output_overwrite_failed_previous_run_and_report(previous_run):
-    """A run that failed its checks has no _SUCCESS; _REPORT.html is a run file."""
+    """A run that failed its checks has no _SUCCESS; _REPORT.html and _SCHEMA.json are run files."""
     os.remove(os.path.join(previous_run, "_SUCCESS"))
     touch(previous_run, "_REPORT.html")
+    touch(previous_run, "_SCHEMA.json")
     assert prepare(previous_run, overwrite=True) == [DAY, REJECTS]
     assert files_under(previous_run) == [DAY, REJECTS]
 
@@ -197,6 +198,21 @@ def test_overwrite_takes_an_unfinished_run_back_with_everything_it_left(previous
         DAY,
         "events/day=2024-01-02/part-00000-of-00002.ndjson.gz",
         REJECTS,
+    ]
+    prepared.lock.release()
+
+
+def test_overwrite_of_a_run_killed_while_writing_its_run_files_removes_them_at_once(tmp_path):
+    """Killed between _SCHEMA.json and _REPORT.html: its summary and schema go at launch."""
+    root = str(tmp_path / "out")
+    unfinished_run(root)
+    touch(root, "_SUMMARY.json")
+    touch(root, "_SCHEMA.json")
+    prepared = prepare_output(root, True, "retry")
+    assert "_SCHEMA.json" not in files_under(root) and "_SUMMARY.json" not in files_under(root)
+    assert prepared.stale_files == [
+        "_temporary/killed-run/events/day=2024-01-02/shard-00000-00000",
+        "events/day=2024-01-02/part-00000-of-00002.ndjson.gz",
     ]
     prepared.lock.release()
 

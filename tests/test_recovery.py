@@ -201,10 +201,10 @@ def _figures(summary_bytes: bytes) -> dict:
 
 
 def assert_same_as_reference(files: dict[str, bytes], reference: dict[str, bytes]) -> None:
-    """The data files and _SUCCESS byte for byte; the summary's figures; nothing else left."""
+    """The data files, _SCHEMA.json and _SUCCESS byte for byte; the summary's figures; nothing else left."""
     assert sorted(files) == sorted(reference)
     for name, data in reference.items():
-        if not name.startswith("_") or name == "_SUCCESS":
+        if not name.startswith("_") or name in ("_SUCCESS", "_SCHEMA.json"):
             assert files[name] == data, name
     assert _figures(files["_SUMMARY.json"]) == _figures(reference["_SUMMARY.json"])
 

@@ -15,7 +15,7 @@ REF = "2024-02-01T00:00:00Z"
 T0 = 1_704_067_200
 LAYOUT = re.compile(
     r"(?:(?:events|superseded)/day=\d{4}-\d{2}-\d{2}|profiles|groups|rejects)/part-\d{5}-of-\d{5}\.ndjson\.gz"
-    r"|_SUMMARY\.json|_REPORT\.html|_SUCCESS"
+    r"|_SUMMARY\.json|_SCHEMA\.json|_REPORT\.html|_SUCCESS"
 )
 # Values a record could hold to try to steer a file somewhere.
 STEERING = ["../../escape", "/etc/cron.d/x", "day=../../x", "events/day=2024-01-01/../../..", "..",
@@ -102,7 +102,7 @@ def test_overwrite_never_removes_what_a_tampered_summary_points_outside_the_outp
                    "--overwrite") == 0
     assert all(v.exists() for v in victims)
     assert victims[0].read_text() == "keep me" and victims[2].read_text() == "keep me too"
-    assert _every_file(out) == ["_REPORT.html", "_SUCCESS", "_SUMMARY.json",
+    assert _every_file(out) == ["_REPORT.html", "_SCHEMA.json", "_SUCCESS", "_SUMMARY.json",
                                 "events/day=2024-01-01/part-00000-of-00001.ndjson.gz"]
 
 
