@@ -16,6 +16,12 @@ Every run passes the same static paths with {date-1} placeholders; the pipeline 
 against `run_date`, the day the run is due (a manual run without a logical date: the day it was
 triggered). So clearing a past run processes that run's day again and, with overwrite=true,
 replaces its output. The sensor resolves the same OUTPUT setting against the same run date.
+
+Each run compares its schema with the previous day's (PREVIOUS_SCHEMA: the _SCHEMA.json the run
+of the day before wrote into its OUTPUT), and its _SCHEMA.json says what changed. That file must
+exist, or the launch is refused: for the very first run, set PREVIOUS_SCHEMA = "" (or run the day
+before first). Add "fail_on_type_change": "true" to PARAMETERS to withhold _SUCCESS when a
+property's types changed.
 """
 
 import re
@@ -37,6 +43,8 @@ SERVICE_ACCOUNT = "cloud-import-prep@my-project.iam.gserviceaccount.com"
 TEMP_LOCATION = "gs://my-dataflow-bucket/tmp"
 INPUT = "gs://my-raw-bucket/events/{date-1}/**"
 OUTPUT = "gs://my-prepared-bucket/mixpanel/{date-1}"
+# The previous day's run wrote its _SCHEMA.json into OUTPUT one day earlier: {date-2}.
+PREVIOUS_SCHEMA = "gs://my-prepared-bucket/mixpanel/{date-2}/_SCHEMA.json"
 # ----------------------------------------------------------------------------------------------
 
 # The run date, YYYY-MM-DD. A scheduled (or backfilled, or cleared) run is due at the end of its
@@ -53,6 +61,7 @@ PARAMETERS = {
     "overwrite": "true",
     "max_reject_ratio": "0.01",
     "sdk_container_image": IMAGE,
+    **({"previous_schema": PREVIOUS_SCHEMA} if PREVIOUS_SCHEMA else {}),
 }
 
 # The pipeline's placeholders, as it resolves them (pipeline/placeholders.py, which Airflow

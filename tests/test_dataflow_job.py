@@ -38,10 +38,15 @@ STEPS = [
     "JoinTallies",
     "MergeTallies",
     "CollectReportFigures",
+    "JoinSchemaCounts",
+    "CollectSchema",
     "WriteSummary",
 ]
 # Modules of this project whose functions the job pickles: one per stage at least.
-STAGE_MODULES = {"transforms.read", "transforms.validate", "transforms.dedupe", "transforms.write", "pipeline.summary"}
+STAGE_MODULES = {
+    "transforms.read", "transforms.validate", "transforms.dedupe", "transforms.write", "pipeline.summary",
+    "pipeline.schema",
+}
 IMAGE = "us-central1-docker.pkg.dev/my-project/pipelines/cloud-import-prep:1.0.0"
 LINE = b'{"event": "Signup", "properties": {"distinct_id": "u1", "time": 1704067200}}\n'
 LOAD_PAYLOADS = "import job_payloads\nsys.exit(job_payloads.main(sys.argv[1:]))\n"
@@ -261,6 +266,9 @@ def test_a_scheduled_launch_builds_the_job_for_the_day_before_the_launch(buckets
     days = [(now - timedelta(days=d)).isoformat() for d in (1, 0)]  # midnight may pass meanwhile
     for day in days:
         buckets.put(buckets.raw, f"events/{day}/part-1.ndjson", LINE)
+        # The schema the run of the day before wrote: the schedules compare with it.
+        before = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+        buckets.put(buckets.prepared, f"mixpanel/{before}/_SCHEMA.json", b'{"events": {}, "conflicts": {}}')
     args, expected = schedule(buckets)
     job_file = tmp_path / "job.json"
     child = _run(FLEX_MAIN, buckets, *args, "--project=my-project", "--region=us-central1",
@@ -279,6 +287,8 @@ def test_a_scheduled_launch_builds_the_job_for_the_day_before_the_launch(buckets
     assert options["input"] == [f"gs://{buckets.raw}/events/{day}/**"]
     assert options["run_date"] == (date.fromisoformat(day) + timedelta(days=1)).isoformat()
     assert (options["overwrite"], options["max_reject_ratio"], options["wait"]) == (True, 0.01, False)
+    before = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    assert options["previous_schema"] == f"gs://{buckets.prepared}/mixpanel/{before}/_SCHEMA.json"
 
 
 def test_a_dry_run_leaves_a_previous_run_in_place(buckets):

@@ -263,7 +263,8 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
         assert all(r.pattern.startswith("^") and r.pattern.endswith("$") for r in regexes), name
         assert all(r.search(_example(param)) for r in regexes), name
     choices = {"time_unit": ("s", "ms"), "upload_order": UPLOAD_ORDERS, "compression": COMPRESSIONS,
-               "overwrite": ("true", "false"), "keep_superseded": ("true", "false")}
+               "overwrite": ("true", "false"), "keep_superseded": ("true", "false"),
+               "fail_on_type_change": ("true", "false")}
     for name, values in choices.items():
         (regex,) = PARAMS[name]["regexes"]
         assert [v for v in values if re.search(regex, v)] == list(values), name
@@ -281,6 +282,7 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
         ("run_date", ["2024-02-29"], ["2024-2-29", "yesterday"]),
         ("reference_time", ["2024-02-01T00:00:00Z", "1706745600", "2024-02-01 00:00:00+01:00"], ["now"]),
         ("input", ["gs://b/{date-1}/**", "s3://b/x/*"], ["/local/path", "b/x"]),
+        ("previous_schema", ["gs://b/{date-2}/_SCHEMA.json", "s3://b/x/_SCHEMA.json"], ["/local/_SCHEMA.json", ""]),
         ("sdk_container_image",
          ["us-central1-docker.pkg.dev/my-project/pipelines/cloud-import-prep:1.0.0", "gcr.io/p/image",
           "localhost:5000/team/image:v2_1", "eu.gcr.io/p/image@sha256:" + "ab" * 32],
@@ -451,6 +453,31 @@ def test_the_cloud_scheduler_body_launches_the_template_with_real_parameters():
     assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", launch["jobName"])
     _check_launch_parameters(launch["parameters"], LAUNCH_BODY.name)
     assert "run_date" not in launch["parameters"], "Cloud Scheduler runs use today, at launch"
+
+
+def _previous_day_schema(parameters: dict, where: str) -> None:
+    """previous_schema is the _SCHEMA.json the run of the day before wrote into its output."""
+    for day in (date(2024, 3, 1), date(2024, 1, 1)):
+        day_before = day.fromordinal(day.toordinal() - 1)
+        expected = resolve(parameters["output"], day_before, "--output").rstrip("/") + "/_SCHEMA.json"
+        assert resolve(parameters["previous_schema"], day, "--previous-schema") == expected, where
+
+
+def test_the_schedules_compare_each_day_with_the_schema_of_the_day_before():
+    _previous_day_schema(_dag_constants()["PARAMETERS"], "airflow_dag.py")
+    body = json.loads(LAUNCH_BODY.read_text(encoding="utf-8"))
+    _previous_day_schema(body["launchParameter"]["parameters"], LAUNCH_BODY.name)
+    # The Data Pipelines schedule in the README passes it the same way.
+    (line,) = [line for line in DOCS.read_text(encoding="utf-8").splitlines()
+               if "datapipelines" not in line and "previous_schema=" in line and "--parameters=" in line]
+    values = dict(item.split("=", 1) for item in line.split("--parameters=", 1)[1].strip('"').split(","))
+    _previous_day_schema({k: v.replace("$PREPARED", "prepared") for k, v in values.items()}, "README")
+
+
+def test_the_launcher_passes_fail_on_type_change_as_a_switch(launcher):
+    assert launcher.command_line(["--fail_on_type_change=true", "--previous_schema=gs://b/s.json", IMAGE]) == [
+        "--fail_on_type_change", "--previous_schema=gs://b/s.json", IMAGE, "--runner=DataflowRunner", "--no-wait"]
+    assert "--fail_on_type_change" not in launcher.command_line(["--fail_on_type_change=false", IMAGE])
 
 
 def _docs_parameters() -> set[str]:
