@@ -114,41 +114,37 @@ class TypeTally:
     smallest.
     """
 
-    __slots__ = ("_events", "_updates")
+    __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        # name -> [records, {(key, type): n}, {(key, type): first offset}]
-        self._events: dict[str, list[Any]] = {}
-        self._updates: dict[str, list[Any]] = {}  # profiles, groups
+        # event name -> [records, {(key, type): n}, {(key, type): first offset}];
+        # profiles and groups under the keys ("profiles",) and ("groups",),
+        # which no event name (a string) can be.
+        self._entries: dict[str | tuple[str], list[Any]] = {}
 
-    def add_event(self, name: str, properties: Mapping[str, Any], offset: int) -> None:
+    def add_event(self, name: str | tuple[str], properties: Mapping[str, Any], offset: int) -> None:
         """Counts the properties of one event."""
-        entry = self._events.get(name)
+        entry = self._entries.get(name)
         if entry is None:
-            entry = self._events[name] = [0, {}, {}]
+            entry = self._entries[name] = [0, {}, {}]
         entry[0] += 1
         pairs = entry[1]
         size = len(pairs)
         _count_elements(pairs, zip(properties, map(type, properties.values())))
         if len(pairs) != size:
-            _note_first(entry[2], properties, offset)
+            first = entry[2]
+            for pair in zip(properties, map(type, properties.values())):
+                if pair not in first:
+                    first[pair] = offset
 
     def add(self, section: str, name: str, values: Mapping[str, Any], offset: int) -> None:
         """Counts one record: an event's properties (name: the event's), or a $set/$set_once value (name "")."""
         if section == EVENTS:
             self.add_event(name, values, offset)
-            return
-        if section not in SECTIONS or name:
+        elif section in SECTIONS and not name:
+            self.add_event((section,), values, offset)
+        else:
             raise ValueError(f"no such schema key: {(section, name)!r}")
-        entry = self._updates.get(section)
-        if entry is None:
-            entry = self._updates[section] = [0, {}, {}]
-        entry[0] += 1
-        pairs = entry[1]
-        size = len(pairs)
-        _count_elements(pairs, zip(values, map(type, values.values())))
-        if len(pairs) != size:
-            _note_first(entry[2], values, offset)
 
     def add_update(self, section: str, operation: str, value: Any, offset: int) -> None:
         """Counts a profile or group update when its operation is $set or $set_once."""
@@ -161,9 +157,8 @@ class TypeTally:
         With sign -1 the counts are to subtract, and carry no positions.
         """
         out = []
-        entries = [((EVENTS, name), e) for name, e in self._events.items()]
-        entries += [((section, ""), e) for section, e in self._updates.items()]
-        for schema_key, (count, pairs, first) in entries:
+        for name, (count, pairs, first) in self._entries.items():
+            schema_key = (name[0], "") if type(name) is tuple else (EVENTS, name)
             keys: dict[str, dict[str, int]] = {}
             for (key, kind), n in pairs.items():
                 keys.setdefault(key, {})[TYPE_NAMES[kind]] = sign * n
@@ -174,13 +169,6 @@ class TypeTally:
             )
             out.append((schema_key, NameTypes(sign * count, keys, {}, examples)))
         return out
-
-
-def _note_first(first: dict[tuple[str, type], int], values: Mapping[str, Any], offset: int) -> None:
-    """Notes `offset` for the (key, type) pairs of a record not seen before in the batch."""
-    for pair in zip(values, map(type, values.values())):
-        if pair not in first:
-            first[pair] = offset
 
 
 def count_lines(lines: Iterable[bytes], section: str, sign: int = -1) -> list[Partial]:
