@@ -6,8 +6,10 @@ reference loop (benchmarks/reference.py) and the pipeline's real CLI
 child process, and prints per run and as medians: wall time, CPU time
 (user + system), lines/s, MB/s of uncompressed input, peak RSS and how many
 CPUs other processes kept busy meanwhile ("others": wall times are only
-comparable when it is near 0), then the pipeline/reference ratios. Every
-pair of outputs is checked to agree (see benchmarks/agree.py). Figures only:
+comparable when it is near 0), then the pipeline/reference ratios. The pipeline runs twice per round: as users
+run it, and built without the schema report (_SCHEMA.json), which gives what
+the schema costs. Every output is checked to agree with the reference's
+(see benchmarks/agree.py). Figures only:
 it asserts nothing about speed; the exit status is 1 when a run fails or the
 outputs disagree.
 
@@ -42,11 +44,19 @@ REPO = Path(__file__).resolve().parent.parent
 REFERENCE_SCRIPT = REPO / "benchmarks" / "reference.py"
 SCALING_LINES = (200_000, 1_000_000, 3_000_000)
 MB = 1_000_000  # figures are in decimal megabytes
-IMPLEMENTATIONS = ("reference", "pipeline")
+# "pipeline-no-schema": the same CLI with pipeline.run.COLLECT_SCHEMA off, set in
+# the child process (the tool has no option for it).
+WITHOUT_SCHEMA = "pipeline-no-schema"
+IMPLEMENTATIONS = ("reference", "pipeline", WITHOUT_SCHEMA)
+_NO_SCHEMA_MAIN = (
+    "import sys; from pipeline import cli; cli._use_utc(); import pipeline.run as r; "
+    "r.COLLECT_SCHEMA = False; sys.exit(cli.main())"
+)
 # The targets, printed beside the figures (not asserted).
 TARGET_WALL_RATIO = 1.5
 TARGET_RSS_PER_INPUT = 3.0
 TARGET_SCALING = 0.8
+TARGET_SCHEMA_COST = 0.08  # what the schema report may add to the pipeline's time
 BUSY_OTHERS = 0.5  # CPUs used by other processes during a run, on average
 
 
@@ -67,6 +77,8 @@ def _command(implementation: str, corpus: Corpus, output: Path, pipeline_args: l
     common = ["--input", corpus.pattern, "--output", str(output), "--reference-time", corpus.reference_time]
     if implementation == "reference":
         return [sys.executable, str(REFERENCE_SCRIPT), *common]
+    if implementation == WITHOUT_SCHEMA:
+        return [sys.executable, "-c", _NO_SCHEMA_MAIN, *common, *pipeline_args]
     return [sys.executable, "-m", "pipeline", *common, *pipeline_args]
 
 
@@ -109,9 +121,10 @@ def bench_size(
             if not keep:
                 shutil.rmtree(output)
                 log.unlink()
-        if len(digests) == 2:
-            diff = agree.differences(digests["reference"], digests["pipeline"])
-            problems += [f"run {number}: {d}" for d in diff]
+        for implementation in IMPLEMENTATIONS[1:]:
+            if "reference" in digests and implementation in digests:
+                diff = agree.differences(digests["reference"], digests[implementation])
+                problems += [f"run {number}, {implementation}: {d}" for d in diff]
         for implementation, digest in digests.items():
             first = baseline.setdefault(implementation, digest)
             if digest != first:
@@ -124,7 +137,7 @@ def bench_size(
             f"{max(r.others for r in results):.2f} of {os.cpu_count()} CPUs busy during a run): "
             "wall times and their ratio are unreliable; CPU times are the steadier figure"
         )
-    agreed = not problems and len(baseline) == 2
+    agreed = not problems and len(baseline) == len(IMPLEMENTATIONS)
     if agreed:
         folders = baseline["pipeline"].folders
         print(
@@ -161,7 +174,7 @@ def _was_busy(runs: Sequence[Run]) -> bool:
 
 def _header(label: str = "run", width: int = 6) -> str:
     return (
-        f"{label:>{width}}  {'implementation':<14} {'wall s':>8} {'CPU s':>8} {'lines/s':>10} "
+        f"{label:>{width}}  {'implementation':<18} {'wall s':>8} {'CPU s':>8} {'lines/s':>10} "
         f"{'MB/s':>7} {'peak RSS MB':>12} {'RSS/input':>10}"
     )
 
@@ -169,7 +182,7 @@ def _header(label: str = "run", width: int = 6) -> str:
 def _row(label: str, implementation: str, usage: Usage, corpus: Corpus, width: int = 6) -> str:
     wall = usage.wall_s
     return (
-        f"{label:>{width}}  {implementation:<14} {wall:8.2f} {usage.cpu_s:8.2f} "
+        f"{label:>{width}}  {implementation:<18} {wall:8.2f} {usage.cpu_s:8.2f} "
         f"{corpus.lines / wall:10,.0f} {corpus.uncompressed_bytes / MB / wall:7.2f} "
         f"{usage.peak_rss_bytes / MB:12,.1f} {usage.peak_rss_bytes / corpus.uncompressed_bytes:9.2f}x"
         + ("" if usage.exit_code == 0 else f"  exit {usage.exit_code}")
@@ -203,6 +216,15 @@ def _print_medians(runs: Sequence[Run], corpus: Corpus, busy: bool) -> None:
         f"pipeline / reference (medians): wall {wall:.2f}x, CPU {pipe.cpu_s / ref.cpu_s:.2f}x, "
         f"peak RSS {pipe.peak_rss_bytes / ref.peak_rss_bytes:.2f}x"
     )
+    without = medians[WITHOUT_SCHEMA]
+    if without is not None:
+        cpu_cost = pipe.cpu_s / without.cpu_s - 1
+        print(
+            f"schema report (medians): CPU {pipe.cpu_s:.2f} s with, {without.cpu_s:.2f} s without "
+            f"({cpu_cost:+.1%}); wall {pipe.wall_s:.2f} s with, {without.wall_s:.2f} s without "
+            f"({pipe.wall_s / without.wall_s - 1:+.1%}); target <= +{TARGET_SCHEMA_COST:.0%} CPU: "
+            f"{_verdict(cpu_cost <= TARGET_SCHEMA_COST)}"
+        )
     print(
         f"targets: wall <= {TARGET_WALL_RATIO}x reference: {wall:.2f}x "
         f"{_verdict(wall <= TARGET_WALL_RATIO, busy)}; pipeline peak RSS <= {TARGET_RSS_PER_INPUT:g}x "

@@ -228,6 +228,8 @@ def test_a_scheduled_run_launches_the_day_before_it_is_due(monkeypatch, cron_dat
     run_date = date.fromisoformat(parameters["run_date"])
     assert resolve(parameters["input"], run_date) == "gs://my-raw-bucket/events/2024-02-29/**"
     assert resolve(parameters["output"], run_date) == "gs://my-prepared-bucket/mixpanel/2024-02-29"
+    # The schema the run of the day before wrote: drift is against it.
+    assert resolve(parameters["previous_schema"], run_date) == "gs://my-prepared-bucket/mixpanel/2024-02-28/_SCHEMA.json"
     assert success == "gs://my-prepared-bucket/mixpanel/2024-02-29/_SUCCESS"
 
 
