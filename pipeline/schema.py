@@ -76,15 +76,15 @@ def read_previous_schema(path: str) -> Outline:
         of a _SCHEMA.json, in one line naming the path.
     """
     flag = f"--previous-schema {path!r}"
+    data = None
     try:
-        if not FileSystems.exists(path):
-            raise UsageError(f"{flag}: no such file (an earlier run's {SCHEMA_FILE} was expected)")
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = read_all(handle)
-    except (BeamIOError, OSError, ValueError) as err:
-        if isinstance(err, UsageError):
-            raise
+        if FileSystems.exists(path):
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                data = read_all(handle)
+    except (BeamIOError, OSError, ValueError) as err:  # a store's refusal, a bad bucket name
         raise UsageError(f"{flag} cannot be read: {' '.join(os_error_text(err).split())}") from None
+    if data is None:
+        raise UsageError(f"{flag}: no such file (an earlier run's {SCHEMA_FILE} was expected)")
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as err:

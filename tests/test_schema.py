@@ -371,6 +371,8 @@ def test_read_previous_schema_refuses_in_one_line(tmp_path):
         "text.json": (b"hello", "is not JSON (unexpected character"),
         "summary.json": (b'{"tool": {"name": "cloud-import-prep"}}', 'is not a _SCHEMA.json of this tool: it has no "events"'),
     }
+    cases["folder"] = (None, "cannot be read: ")
+    (tmp_path / "folder").mkdir()
     for name, (data, message) in cases.items():
         path = tmp_path / name
         if data is not None:
