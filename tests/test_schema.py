@@ -109,6 +109,18 @@ def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_con
     }
 
 
+def test_a_classifier_that_hands_on_no_values_costs_a_parse_not_a_wrong_count(rule_config, monkeypatch):
+    # A classifier that rewrites records (drops, hashes) may build its Fate without values.
+    lines = [
+        b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "p": [1]}}',
+        b'{"$distinct_id": "u1", "$set_once": {"plan": "pro"}}',
+    ]
+    expected = sort_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema
+    real = classify
+    monkeypatch.setattr("transforms.records.classify", lambda line, config: real(line, config)._replace(values=None))
+    assert sort_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema == expected
+
+
 def test_without_count_types_a_batch_counts_nothing(rule_config):
     line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1"}}'
     assert sort_batch(0, "a", [0], [line], rule_config).schema == []

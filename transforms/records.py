@@ -34,7 +34,7 @@ from transforms.rules import (
 )
 from transforms.schema import GROUPS as SCHEMA_GROUPS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
-from transforms.schema import Partial, TypeTally
+from transforms.schema import Partial, TypeTally, written_values
 
 RecordBatch = tuple[int, list[int], bytes, list[bytes]]
 ShardLines = tuple[list[bytes], list[bytes] | None]  # (lines, keys to cut files by)
@@ -213,7 +213,8 @@ def sort_batch(
             columns.lines.append(fate.line)
             names[fate.name] += 1
             if types is not None:
-                types.add_event(fate.name, fate.values, offset)
+                values = fate.values  # read back from the line when a classifier gave none
+                types.add_event(fate.name, values if values is not None else written_values(fate.line, None), offset)
         elif kind == Kind.REJECT:
             reason = fate.reason.value  # type: ignore[union-attr]
             rejects.offsets.append(offset)
@@ -234,7 +235,7 @@ def sort_batch(
             tallies[prefix + fate.name] += 1
             if types is not None:
                 section = SCHEMA_PROFILES if kind == Kind.PROFILE else SCHEMA_GROUPS
-                types.add_update(section, fate.name, fate.values, offset)
+                types.add_update(section, fate.name, written_values(fate.line, fate.values, fate.name), offset)
         else:
             tallies[BLANK_LINES] += 1
         flags = fate.normalised  # 0 for blanks and rejects

@@ -171,6 +171,19 @@ class TypeTally:
         return out
 
 
+def written_values(line: bytes, values: Any, operation: str = "") -> Any:
+    """What the schema counts of a written line: `values` when the classifier gave them.
+
+    A classifier that rewrote the record without handing its dict on (values
+    None) costs a parse here, not a wrong count: an event's properties, or
+    an update's `operation` value, are read back from the line.
+    """
+    if values is not None:
+        return values
+    record = orjson.loads(line)
+    return record.get(operation) if operation else record["properties"]
+
+
 def count_lines(lines: Iterable[bytes], section: str, sign: int = -1) -> list[Partial]:
     """The type counts of written lines of one kind, to add (sign 1) or subtract (-1).
 
