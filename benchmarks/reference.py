@@ -1,4 +1,4 @@
-"""The benchmark's yardstick: the pipeline's job as one plain single-process Python loop.
+"""The core-reusing yardstick: the pipeline's job as a plain loop around the pipeline's own core.
 
 Not part of the product. It does what the pipeline does for a local run with
 default options — read every file (gzip too) in upload order, classify each
@@ -6,7 +6,8 @@ line with the product's own `transforms.rules.classify`, keep the latest event
 per overwrite key, write the same output layout and rejects — with no Beam, no
 shuffles and no batching beyond the reader's chunks. The benchmark compares
 the pipeline's time and memory with this loop's, so the ratio measures what
-the pipeline's machinery costs, not the rules.
+the pipeline's machinery costs, not the rules: the core's own cost is on both
+sides. benchmarks/plain_loop.py is the independent yardstick, sharing no code.
 
 Scope: local files, `*` globs, `.gz` or uncompressed input, gzip output
 (level 6, as transforms/write.py), no --keep-superseded, upload order by

@@ -18,7 +18,7 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 
-from benchmarks import agree, corpus, fuzz, plain_loop, reference  # noqa: E402
+from benchmarks import agree, bench, corpus, fuzz, measure, plain_loop, reference  # noqa: E402
 from pipeline.cli import main as pipeline_main  # noqa: E402
 from transforms.rules import Kind, RuleConfig, classify  # noqa: E402
 
@@ -216,3 +216,66 @@ def test_plain_loop_reads_times_as_the_pipeline():
     ]
     ref = corpus.REFERENCE_SECONDS
     assert [_plain_fate(x, ref) for x in lines] == [_pipeline_fate(x, ref) for x in lines]
+
+
+def test_bench_runs_and_checks_every_implementation(tmp_path, capsys):
+    """`make bench` end to end on a tiny corpus; pipeline-mp2 is left out here to stay fast
+    (tests/test_multiprocessing.py pins that mode's output to the in-process one)."""
+    status = bench.main([
+        "--lines", "300", "--files", "4", "--runs", "1", "--data-dir", str(tmp_path),
+        "--implementations", "pipeline,plain-loop,reference",
+    ])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    for implementation in ("plain-loop", "reference", "pipeline"):
+        assert f"median  {implementation} " in printed
+    assert "pipeline / plain-loop" in printed and "pipeline / reference" in printed
+    assert "wall <= 1.3x plain-loop" in printed and "peak RSS <= 3x input" in printed
+    assert "outputs identical: yes, all 3 outputs" in printed
+    assert not any((tmp_path / "runs").iterdir())  # outputs are removed unless --keep
+
+
+def test_bench_names_the_multi_processing_mode(small_corpus, tmp_path):
+    line = bench.command("pipeline-mp2", small_corpus, tmp_path, ["--range-bytes", "1000"])
+    assert line[1:3] == ["-m", "pipeline"]
+    assert line[-4:] == [*bench.MULTI_PROCESSING_ARGS, "--range-bytes", "1000"]
+    assert bench.MULTI_PROCESSING_ARGS == (
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2"
+    )
+    assert "--direct_running_mode=multi_processing" not in bench.command(
+        "pipeline", small_corpus, tmp_path, []
+    )
+    assert bench.command("plain-loop", small_corpus, tmp_path, ["--x"])[1].endswith("plain_loop.py")
+
+
+def test_bench_prints_both_yardsticks_ratios_and_targets(small_corpus):
+    usage = measure.Usage
+    medians = {
+        "plain-loop": usage(10.0, 10.0, 100_000_000, 0),
+        "reference": usage(12.0, 11.0, 100_000_000, 0),
+        "pipeline": usage(15.0, 16.0, 200_000_000, 0),
+        "pipeline-mp2": usage(9.0, 20.0, 400_000_000, 0),
+    }
+    ratios = "\n".join(bench.ratio_lines(medians))
+    assert "pipeline / plain-loop       wall  1.50x   CPU  1.60x   peak RSS  2.00x" in ratios
+    assert "pipeline-mp2 / reference    wall  0.75x" in ratios
+    targets = "\n".join(bench.target_lines(medians, small_corpus, busy=False))
+    assert "1 process (pipeline)        wall <= 1.3x plain-loop: 1.50x (MISSED)" in targets
+    assert "2 processes (pipeline-mp2)  wall <= 1.0x plain-loop: 0.90x (met)" in targets
+
+
+def test_bench_sees_a_changed_byte(outputs, tmp_path):
+    files = bench.file_digests(outputs["pipeline"])
+    changed = dict(files)
+    changed["rejects/part-00000-of-00001.ndjson.gz"] = "0" * 64
+    assert bench.byte_differences(files, files) == []
+    assert bench.byte_differences(files, changed) == ["rejects/part-00000-of-00001.ndjson.gz"]
+
+
+def test_measure_counts_the_memory_of_child_processes(tmp_path):
+    """ru_maxrss is the largest single process; two processes holding 60 MB each are 120 MB."""
+    hold = "x = bytearray(60_000_000); import time; time.sleep(1.5)"
+    parent = f"import subprocess, sys; {hold.split(';')[0]}; subprocess.run([sys.executable, '-c', {hold!r}])"
+    usage = measure.measure([sys.executable, "-c", parent], str(tmp_path / "log"))
+    assert usage.exit_code == 0
+    assert usage.peak_rss_bytes >= 120_000_000
