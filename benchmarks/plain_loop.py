@@ -515,6 +515,8 @@ def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
 
 def _split_into_files(lines: list[bytes], keys: list[bytes] | None, limit: int) -> list[list[bytes]]:
     """Lines cut into files of at most `limit` bytes (with newlines), only where the key changes."""
+    if sum(map(len, lines)) + len(lines) <= limit:
+        return [lines] if lines else []
     files: list[list[bytes]] = []
     current: list[bytes] = []
     size = 0
