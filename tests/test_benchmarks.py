@@ -18,7 +18,16 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 
-from benchmarks import agree, bench, corpus, fuzz, measure, plain_loop, reference  # noqa: E402
+from benchmarks import (  # noqa: E402
+    agree,
+    bench,
+    corpus,
+    fuzz,
+    measure,
+    plain_loop,
+    profile_stages,
+    reference,
+)
 from pipeline.cli import main as pipeline_main  # noqa: E402
 from transforms.rules import Kind, RuleConfig, classify  # noqa: E402
 
@@ -279,3 +288,36 @@ def test_measure_counts_the_memory_of_child_processes(tmp_path):
     usage = measure.measure([sys.executable, "-c", parent], str(tmp_path / "log"))
     assert usage.exit_code == 0
     assert usage.peak_rss_bytes >= 120_000_000
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_profile_stages_groups_sampled_stacks(tmp_path):
+    """The profile's stages: builtins by the rules' line that calls them, start-up by phase."""
+    ps = profile_stages
+    running = ("FnApiRunner.run_stages", "apache_beam/runners/portability/fn_api_runner/fn_runner.py", 404)
+    rules = REPO / "transforms" / "rules.py"
+    cases = {
+        ps.LOADS: [("classify", "transforms/rules.py", _line_of(rules, "= _loads(line)"))],
+        ps.HASHING: [("_classify_event", "transforms/rules.py", _line_of(rules, "_blake2b(canonical"))],
+        ps.SERIALISE: [("_serialise", "transforms/rules.py", 1)],
+        ps.RULES: [("_classify_event", "transforms/rules.py", _line_of(rules, "def _classify_event"))],
+        ps.PACKING: [("pack", "transforms/records.py", 1)],
+        ps.DEDUPE: [("process", "transforms/dedupe.py", 1), ("pick_latest", "transforms/records.py", 1)],
+        ps.READ: [("batches", "transforms/read.py", 1), ("_GzipReader.read", "gzip.py", 1)],
+        ps.WRITE: [("process", "transforms/write.py", 1), ("GzipFile.write", "gzip.py", 1)],
+        ps.CODERS: [("encode", "apache_beam/coders/coder_impl.py", 1)],
+        ps.RUNNER: [("process", "apache_beam/runners/worker/operations.py", 1)],
+    }
+    for stage, frames in cases.items():
+        assert ps.stack_stage([running, *frames]) == stage, stage
+    assert ps.stack_stage([("_find_and_load", "<frozen importlib._bootstrap>", 1)]) == ps.STARTUP
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        "main (pipeline/cli.py:10) 7\n"
+        "run_stages (apache_beam/runners/portability/fn_api_runner/fn_runner.py:404);"
+        "pack (transforms/records.py:300) 3\n"
+    )
+    assert profile_stages.group_spy(raw) == {ps.STARTUP: 7, ps.PACKING: 3}
