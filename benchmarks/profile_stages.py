@@ -77,7 +77,7 @@ _STARTUP_FILES = ("importlib", "<frozen", "pipeline/cli.py", "pipeline/run.py", 
                   "apache_beam/options/", "apache_beam/portability/", "google/protobuf")
 # Phase markers: a stack holding one of these is the job itself, not start-up.
 _EXECUTION = ("run_stages", "_run_stage")
-_WAITS = ("threading.py", "queue.py")
+_WAITS = ("threading.py", "queue.py", "subprocess.py")
 
 
 def _call_site(text: str) -> str:
@@ -163,7 +163,7 @@ def stack_stage(frames: Sequence[tuple[str, str, int | None]]) -> str:
     if not any(path for _, path, _ in frames):
         return OTHER  # py-spy could not read the frames
     leaf_function, leaf_path, _ = frames[-1]
-    if leaf_path.endswith(_WAITS) and leaf_function.endswith(("wait", "get", "acquire")):
+    if leaf_path.endswith(_WAITS) and leaf_function.endswith(("wait", "get", "acquire", "_try_wait")):
         return WAITING
     thread = frames[0][0].endswith("Thread._bootstrap")
     functions = [f for f, _, _ in frames]
@@ -177,13 +177,29 @@ def stack_stage(frames: Sequence[tuple[str, str, int | None]]) -> str:
     return RUNNER if thread else OTHER
 
 
-def group_spy(raw: Path) -> Counter[str]:
-    """Samples per stage of a py-spy raw (collapsed stacks) file."""
-    samples: Counter[str] = Counter()
+MAIN_PROCESS = "main process"
+WORKER_PROCESSES = "worker processes"
+
+
+def group_spy(raw: Path) -> dict[str, Counter[str]]:
+    """Samples per stage of a py-spy raw (collapsed stacks) file, per kind of process.
+
+    With `py-spy record --subprocesses` every stack starts with one
+    `process PID:"command"` frame per generation: the pipeline's own process,
+    then (for --direct_running_mode=multi_processing) its worker processes.
+    """
+    samples: dict[str, Counter[str]] = {}
     for row in raw.read_text(encoding="utf-8").splitlines():
         stack, _, count = row.rpartition(" ")
+        frames = _frames(stack) if stack else []
+        processes = 0
+        while frames and not frames[0][1] and frames[0][0].startswith("process "):
+            frames.pop(0)
+            processes += 1
+        kind = WORKER_PROCESSES if processes > 1 else MAIN_PROCESS
         # An empty stack: a thread in native code with no Python frame to show.
-        samples[stack_stage(_frames(stack)) if stack else OTHER] += int(count)
+        stage = stack_stage(frames) if frames else OTHER
+        samples.setdefault(kind, Counter())[stage] += int(count)
     return samples
 
 
@@ -373,7 +389,17 @@ def main(argv: Sequence[str]) -> int:
             print(f"{name:<50} {micros:6.2f} µs/line")
         return 0
     if args.mode == "spy":
-        print_table(group_spy(args.raw), "samples", args.cpu_seconds)
+        grouped = group_spy(args.raw)
+        if len(grouped) == 1:
+            print_table(grouped[MAIN_PROCESS], "samples", args.cpu_seconds)
+            return 0
+        everything: Counter[str] = Counter()
+        for kind, samples in grouped.items():
+            print(f"-- {kind}")
+            print_table(samples, "samples", None)
+            everything.update(samples)
+        print("-- all processes")
+        print_table(everything, "samples", args.cpu_seconds)
         return 0
     run_args = args.args[1:] if args.args[:1] == ["--"] else args.args
     print_table(run_cprofile(run_args, args.plain_loop, args.dump), "profiled s", None)

@@ -320,4 +320,9 @@ def test_profile_stages_groups_sampled_stacks(tmp_path):
         "run_stages (apache_beam/runners/portability/fn_api_runner/fn_runner.py:404);"
         "pack (transforms/records.py:300) 3\n"
     )
-    assert profile_stages.group_spy(raw) == {ps.STARTUP: 7, ps.PACKING: 3}
+    assert profile_stages.group_spy(raw) == {ps.MAIN_PROCESS: {ps.STARTUP: 7, ps.PACKING: 3}}
+    raw.write_text(
+        'process 1:"python -m pipeline";process 2:"python -m sdk_worker_main";'
+        "Thread._bootstrap (threading.py:1002);pack (transforms/records.py:300) 4\n"
+    )
+    assert profile_stages.group_spy(raw) == {ps.WORKER_PROCESSES: {ps.PACKING: 4}}
