@@ -16,7 +16,6 @@ Scope: local files, `*` globs, `.gz` or uncompressed input, gzip output
 
 
 import argparse
-import datetime
 import glob
 import gzip
 import os
@@ -26,10 +25,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
+if __package__ in (None, ""):
+    # Run as a script: this checkout's packages, not whichever one is installed.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from transforms.ranges import UNBOUNDED, iter_line_batches
-from transforms.records import (
+import orjson  # noqa: E402
+
+from benchmarks.plain_loop import parse_reference_time  # noqa: E402
+from transforms.ranges import UNBOUNDED, iter_line_batches  # noqa: E402
+from transforms.records import (  # noqa: E402
     GROUPS_ROUTE,
     PROFILES_ROUTE,
     REJECTS_ROUTE,
@@ -38,7 +42,7 @@ from transforms.records import (
     reject_line,
     split_into_files,
 )
-from transforms.rules import (
+from transforms.rules import (  # noqa: E402
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
@@ -215,18 +219,6 @@ def _write_gzip(path: Path, lines: Iterable[bytes]) -> int:
             sink.write(data)
             size += len(data)
     return size
-
-
-def parse_reference_time(text: str) -> int:
-    """ISO-8601 ("Z" or an offset; none means UTC) or UNIX seconds, as UNIX seconds."""
-    try:
-        return int(float(text))
-    except ValueError:
-        pass
-    parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return int(parsed.timestamp())
 
 
 def main(argv: Sequence[str]) -> int:
