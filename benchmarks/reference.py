@@ -15,8 +15,6 @@ Scope: local files, `*` globs, `.gz` or uncompressed input, gzip output
 """
 
 
-import argparse
-import glob
 import gzip
 import os
 import sys
@@ -31,7 +29,7 @@ if __package__ in (None, ""):
 
 import orjson  # noqa: E402
 
-from benchmarks.plain_loop import parse_reference_time  # noqa: E402
+from benchmarks.plain_loop import list_inputs, parse_reference_time, yardstick_parser  # noqa: E402
 from transforms.ranges import UNBOUNDED, iter_line_batches  # noqa: E402
 from transforms.records import (  # noqa: E402
     GROUPS_ROUTE,
@@ -64,20 +62,6 @@ _EVENT = Kind.EVENT
 _PROFILE = Kind.PROFILE
 _GROUP = Kind.GROUP
 _REJECT = Kind.REJECT
-
-
-def list_inputs(patterns: Sequence[str]) -> list[tuple[str, int]]:
-    """(path, size) of every file the patterns match, in upload order (mtime, path)."""
-    found: dict[str, tuple[float, int]] = {}
-    for pattern in patterns:
-        paths = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
-        if not paths:
-            raise SystemExit(f"reference: input pattern {pattern!r} matches no file")
-        for path in paths:
-            stat = os.stat(path)
-            found[path] = (stat.st_mtime, stat.st_size)
-    ordered = sorted(found, key=lambda p: (found[p][0], p))
-    return [(path, found[path][1]) for path in ordered]
 
 
 def _open(path: str) -> BinaryIO:
@@ -222,17 +206,9 @@ def _write_gzip(path: Path, lines: Iterable[bytes]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="reference.py",
-        description="The benchmark yardstick: the pipeline's job as a plain Python loop.",
+    parser = yardstick_parser(
+        "reference.py", "The core-reusing benchmark yardstick: the pipeline's core in a plain loop."
     )
-    parser.add_argument("--input", action="append", required=True,
-                        help="Glob of input files; repeat for more. Example: --input 'data/*'")
-    parser.add_argument("--output", required=True, help="Empty folder to write to. Example: --output out")
-    parser.add_argument("--reference-time", required=True,
-                        help="As the pipeline's flag. Example: --reference-time 2024-06-01T00:00:00Z")
-    parser.add_argument("--max-file-mb", type=int, default=1024,
-                        help="Largest uncompressed output file, MiB. Example: --max-file-mb 512")
     args = parser.parse_args(argv)
     summary = run(args.input, args.output, parse_reference_time(args.reference_time),
                   args.max_file_mb * MIB)
