@@ -285,15 +285,32 @@ def run_cprofile(argv: Sequence[str], plain: bool, dump: str | None) -> Counter[
     return group_cprofile(pstats.Stats(execution), pstats.Stats(startup))
 
 
-def time_classifiers(patterns: Sequence[str], reference_time: str, repeat: int) -> list[tuple[str, float]]:
-    """CPU µs per line of each piece of per-line work, over every line of the input, in memory.
+PER_LINE_WORK = (
+    "none", "loads", "plain-classify", "pipeline-classify", "sort-batch",
+    "pack-zlib1", "pack-zstd1", "pack-none",
+)
 
-    The lines are read first (the plain loop's reader), so only the per-line
-    work is timed: orjson.loads alone, both classifiers, and the pipeline's
-    sort_batch (its classifier plus the batch bookkeeping) on the reader's
-    batches of 8 MiB. Best of `repeat` rounds.
+
+def per_line_work(
+    patterns: Sequence[str], reference_time: str, repeat: int = 1, limit: int = 0,
+    only: str | None = None,
+) -> list[tuple[str, float]]:
+    """CPU µs per line of each piece of per-line work, over the input's lines, in memory.
+
+    The lines are read first (the plain loop's reader; the first `limit` only,
+    if given), so only the per-line work is timed: "loads" (orjson alone),
+    both classifiers, the pipeline's sort_batch (classifier and bookkeeping)
+    on batches of 8 MiB, and packing the event lines for the shuffle (pack and
+    unpack in batches of 650 lines, about what one 8 MiB batch gives one day)
+    with zlib level 1 (the pipeline's), zstd level 1, or no compression. The
+    per-line figures of the pack items are per event line. "none" does
+    nothing: under `valgrind --tool=cachegrind`, `--only NAME` less
+    `--only none` counts one item's instructions. Best of `repeat` rounds.
     """
     import time  # noqa: PLC0415
+    import zlib  # noqa: PLC0415
+
+    import zstandard  # noqa: PLC0415
 
     from benchmarks import plain_loop  # noqa: PLC0415
     from transforms.records import sort_batch  # noqa: PLC0415
@@ -305,6 +322,9 @@ def time_classifiers(patterns: Sequence[str], reference_time: str, repeat: int) 
     lines: list[bytes] = []
     for path, _ in plain_loop.list_inputs(patterns):
         lines += [line for _, line in plain_loop.read_lines(path)]
+        if limit and len(lines) >= limit:
+            del lines[limit:]
+            break
     batches, batch, size = [], [], 0
     for line in lines:
         batch.append(line)
@@ -313,8 +333,12 @@ def time_classifiers(patterns: Sequence[str], reference_time: str, repeat: int) 
             batches.append(batch)
             batch, size = [], 0
     batches.append(batch)
+    events = [line for line in lines if line.startswith(b'{"event"')]
+    pieces = [events[i : i + 650] for i in range(0, len(events), 650)]
     loads = plain_loop.loads
     plain = plain_loop.classify
+    newline = b"\n"
+    zstd_in, zstd_out = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
 
     def each(function) -> None:  # type: ignore[no-untyped-def]
         for line in lines:
@@ -325,24 +349,31 @@ def time_classifiers(patterns: Sequence[str], reference_time: str, repeat: int) 
 
     def each_batch(function) -> None:  # type: ignore[no-untyped-def]
         for batch in batches:
-            function(batch)  # results dropped, as above: holding them all would tax the GC
+            function(batch)  # results dropped, as the pipeline does: holding them taxes the GC
+
+    def each_piece(pack, unpack) -> None:  # type: ignore[no-untyped-def]
+        for piece in pieces:
+            unpack(pack(newline.join(piece))).split(newline)
 
     work = {
-        "orjson.loads alone": lambda: each(loads),
-        "plain loop's classify": lambda: each(lambda line: plain(line, reference)),
-        "pipeline's classify (transforms.rules)": lambda: each(lambda line: classify(line, config)),
-        "pipeline's sort_batch (classify + bookkeeping)": lambda: each_batch(
-            lambda b: sort_batch(0, "x", list(range(len(b))), b, config)
-        ),
+        "none": lambda: None,
+        "loads": lambda: each(loads),
+        "plain-classify": lambda: each(lambda line: plain(line, reference)),
+        "pipeline-classify": lambda: each(lambda line: classify(line, config)),
+        "sort-batch": lambda: each_batch(lambda b: sort_batch(0, "x", list(range(len(b))), b, config)),
+        "pack-zlib1": lambda: each_piece(lambda b: zlib.compress(b, 1), zlib.decompress),
+        "pack-zstd1": lambda: each_piece(zstd_in.compress, zstd_out.decompress),
+        "pack-none": lambda: each_piece(lambda b: b, lambda b: b),
     }
     results = []
-    for name, run in work.items():
+    for name in [only] if only else PER_LINE_WORK[1:]:
         best = float("inf")
         for _ in range(repeat):
             start = time.process_time()
-            run()
+            work[name]()
             best = min(best, time.process_time() - start)
-        results.append((name, best * 1e6 / len(lines)))
+        count = len(events) if name.startswith("pack") else len(lines)
+        results.append((name, best * 1e6 / max(1, count)))
     return results
 
 
@@ -380,17 +411,24 @@ def main(argv: Sequence[str]) -> int:
                       help="Profile benchmarks/plain_loop.py instead of the pipeline. Example: --plain-loop")
     prof.add_argument("--dump", help="Also save the execution's raw cProfile stats. Example: --dump run.prof")
     prof.add_argument("args", nargs=argparse.REMAINDER, help="The run's own arguments, after --")
-    per_line = sub.add_parser("per-line", help="CPU µs per line of loads, both classifiers and "
-                              "sort_batch. Example: per-line --input 'd/*' --reference-time 2024-06-01")
+    per_line = sub.add_parser("per-line", help="CPU µs per line of loads, both classifiers, "
+                              "sort_batch and packing. Example: per-line --input 'd/*' "
+                              "--reference-time 2024-06-01")
     per_line.add_argument("--input", action="append", required=True,
                           help="Glob of input files. Example: --input 'data/*'")
     per_line.add_argument("--reference-time", required=True,
                           help="As the pipeline's flag. Example: --reference-time 2024-06-01T00:00:00Z")
     per_line.add_argument("--repeat", type=int, default=1, help="Rounds, best kept. Example: --repeat 3")
+    per_line.add_argument("--lines", type=int, default=0,
+                          help="Only the first N lines (default all). Example: --lines 30000")
+    per_line.add_argument("--only", choices=PER_LINE_WORK,
+                          help="One item alone, for an instruction count under valgrind. "
+                          "Example: --only loads")
     args = parser.parse_args(argv)
     if args.mode == "per-line":
-        for name, micros in time_classifiers(args.input, args.reference_time, args.repeat):
-            print(f"{name:<50} {micros:6.2f} µs/line")
+        figures = per_line_work(args.input, args.reference_time, args.repeat, args.lines, args.only)
+        for name, micros in figures:
+            print(f"{name:<20} {micros:7.2f} µs/line")
         return 0
     if args.mode == "spy":
         grouped = group_spy(args.raw)
