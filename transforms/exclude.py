@@ -141,7 +141,7 @@ class ExcludeUsers(beam.PTransform):
         self._buckets = buckets
         self._key = key
 
-    def expand(self, records: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+    def expand(self, records):  # dicts of PCollections (Beam takes annotations for type hints)
         probed = (
             (records["events"], records["profiles"])
             | "JoinEventsAndProfiles" >> beam.Flatten()
