@@ -2,16 +2,15 @@
 
 
 import logging
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.options import PrepOptions, UsageError
-from transforms import os_error_text, read_all
+from transforms import read_all
 from transforms.privacy import HashKey, PrivacyConfig
-from transforms.read import InputError, InputFile, select_inputs
+from transforms.read import InputError, InputFile, read_error_message, select_inputs
+from transforms.stores import ObjectOpener, is_object_store
 
 _LOG = logging.getLogger(__name__)
 # Below this, a key's hashes can be reversed by trying every key, whatever the data.
@@ -44,7 +43,7 @@ def plan_privacy(options: PipelineOptions) -> PrivacyPlan:
       InputError: the deletion list matches no file or cannot be listed.
     """
     own = options.view_as(PrepOptions)
-    key = read_hash_key(own.hash_key_file) if own.hash_key_file else None
+    key = read_hash_key(own.hash_key_file, options) if own.hash_key_file else None
     config = None
     if own.drop_property or own.hash_property or own.redact_examples:
         config = PrivacyConfig(tuple(own.drop_property), tuple(own.hash_property), key, own.redact_examples)
@@ -58,20 +57,32 @@ def plan_privacy(options: PipelineOptions) -> PrivacyPlan:
     return PrivacyPlan(config, files, list_key)
 
 
-def read_hash_key(path: str) -> HashKey:
+def read_hash_key(path: str, options: PipelineOptions) -> HashKey:
     """The key of --hash-key-file: its bytes, less one trailing newline (\\n or \\r\\n).
 
-    Read once, here, at launch (local, gs:// or s3://); it reaches the
-    workers inside the pickled stages. No message names a byte of it.
+    Read once, here, at launch (local, gs:// or s3://, listed and read as
+    the input is); it reaches the workers inside the pickled stages. No
+    message names a byte of it.
 
     Raises:
-      UsageError: the file cannot be read, or holds nothing but a newline.
+      UsageError: the file cannot be found or read, or holds nothing but a newline.
     """
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        files = select_inputs([path], None, "name", options).files
+    except InputError as err:
+        raise UsageError(f"--hash-key-file: {err}") from None
+    if len(files) != 1:
+        raise UsageError(f"--hash-key-file {path!r} matches {len(files)} files; it must name one")
+    (found,) = files
+    try:
+        if is_object_store(found.path):
+            handle: BinaryIO = ObjectOpener(options).open(found.path, found.size, found.version)  # type: ignore[assignment]
+        else:
+            handle = open(found.path, "rb")  # noqa: SIM115 (closed below)
+        with handle:
             secret = read_all(handle)
-    except (OSError, ValueError) as err:  # Beam's BeamIOError is an OSError
-        raise UsageError(f"--hash-key-file {path!r} cannot be read: {os_error_text(err)}") from None
+    except OSError as err:  # the stores' refusals and failures are OSErrors (transforms/stores.py)
+        raise UsageError(f"--hash-key-file {path!r} cannot be read: {read_error_message(err)}") from None
     if secret.endswith(b"\n"):
         secret = secret[:-2] if secret.endswith(b"\r\n") else secret[:-1]
     if not secret:
