@@ -9,6 +9,9 @@ import hashlib
 import hmac
 import json
 import random
+import re
+import shlex
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -359,3 +362,29 @@ def test_a_missing_key_object_is_refused_in_one_line(store, files, capsys):
                    "matches no file\n")
     assert err.count("\n") == 1
     assert list(store.read_all("")) == ["in/a.ndjson"]
+
+
+# --- the README's worked example -------------------------------------------------------------
+
+
+def test_the_readmes_privacy_example_gives_what_the_readme_shows(tmp_path, monkeypatch):
+    from test_deployment import _cli_commands_in_docs  # noqa: PLC0415
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Privacy\n", 1)[1].split("\n## ", 1)[0]
+    (given, setup, shown) = re.findall(r"```(?:ndjson|sh)\n(.*?)```", section, re.S)
+    write_input(tmp_path / "raw" / "export.ndjson", [x.encode() for x in given.splitlines()])
+    for command in setup.splitlines()[:2]:  # the key and the list
+        subprocess.run(["bash", "-c", command.split("#")[0]], cwd=tmp_path, check=True)
+    (command,) = [c for c in _cli_commands_in_docs() if "--exclude-users deleted.txt" in c]
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(*shlex.split(command)[1:]) == 0
+
+    output = read_output(tmp_path / "prepared")
+    assert [x.encode() for x in shown.splitlines()] == [
+        *output["events/day=2024-01-01/part-00000-of-00001.ndjson.gz"],
+        *output["profiles/part-00000-of-00001.ndjson.gz"],
+    ]
+    s = summary(tmp_path / "prepared")
+    assert f'"excluded": {s["output"]["excluded"]}' in section
+    assert json.loads(re.search(r'`"privacy": (\{.*\})`', section)[1]) == s["privacy"]
