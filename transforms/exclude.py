@@ -29,6 +29,9 @@ PROFILES = "profiles"
 TALLIES = "tallies"
 _BATCHES = "batches"
 _PROBES = "probes"
+# Tags of the join by batch (CoGroupByKey passes tags under 10 characters as data).
+_EVENT_BATCHES = "events"
+_PROFILE_BATCHES = "profiles"
 _LISTED = "listed"
 _HITS = "hits"
 
@@ -86,7 +89,7 @@ class _RemoveListed(beam.DoFn):
 
     def process(self, element: tuple[BatchRef, dict[str, list[Any]]]) -> Iterator[Any]:
         (route, _, _), grouped = element
-        (packed,) = grouped[_BATCHES]
+        (packed,) = grouped[_EVENT_BATCHES] or grouped[_PROFILE_BATCHES]
         batch: RecordBatch | None = unpack(packed)
         positions = {p for found in grouped[_HITS] for p in found}
         if positions:
@@ -142,23 +145,27 @@ class ExcludeUsers(beam.PTransform):
         self._key = key
 
     def expand(self, records):  # dicts of PCollections (Beam takes annotations for type hints)
-        probed = (
-            (records["events"], records["profiles"])
-            | "JoinEventsAndProfiles" >> beam.Flatten()
-            | "ProbeUsers" >> beam.ParDo(_ProbeUsers(self._buckets)).with_outputs(_PROBES, main=_BATCHES)
+        # Events and profiles are probed apart: a Flatten of the two would make the
+        # in-process runner hold every record once more before probing them.
+        events = records["events"] | "ProbeEvents" >> beam.ParDo(_ProbeUsers(self._buckets)).with_outputs(
+            _PROBES, main=_BATCHES
         )
+        profiles = records["profiles"] | "ProbeProfiles" >> beam.ParDo(
+            _ProbeUsers(self._buckets)
+        ).with_outputs(_PROBES, main=_BATCHES)
         listed = (
-            probed[_BATCHES].pipeline
+            records["events"].pipeline
             | "ReadDeletionList" >> ReadRawLines(self._files, self._range_bytes)
             | "KeyListedIds" >> beam.FlatMap(_key_listed, self._key, self._buckets)
         )
+        probes = (events[_PROBES], profiles[_PROBES]) | "JoinProbes" >> beam.Flatten()
         found = (
-            {_LISTED: listed, _PROBES: probed[_PROBES]}
+            {_LISTED: listed, _PROBES: probes}
             | "GroupByBucket" >> beam.CoGroupByKey()
             | "FindListed" >> beam.ParDo(_FindListed()).with_outputs(TALLIES, main=_HITS)
         )
         kept = (
-            {_BATCHES: probed[_BATCHES], _HITS: found[_HITS]}
+            {_EVENT_BATCHES: events[_BATCHES], _PROFILE_BATCHES: profiles[_BATCHES], _HITS: found[_HITS]}
             | "GroupByBatch" >> beam.CoGroupByKey()
             | "RemoveListed" >> beam.ParDo(_RemoveListed()).with_outputs(PROFILES, TALLIES, main=EVENTS)
         )
