@@ -229,10 +229,11 @@ class Scrubber:
         self._time_unit = config.time_unit
         self._tallies = tallies
         # How each name's key appears in a written line: compact JSON, as orjson writes it.
-        needles = {orjson.dumps(name) + b":" for name in (*privacy.drop, *privacy.hash)}
+        self._drop_needles = tuple(orjson.dumps(name) + b":" for name in privacy.drop)
+        hash_needles = [orjson.dumps(name) + b":" for name in privacy.hash]
         if self._hash_ids:
-            needles.add(orjson.dumps(_PROFILE_ID) + b":")
-        self._needles = tuple(sorted(needles))
+            hash_needles.append(orjson.dumps(_PROFILE_ID) + b":")
+        self._hash_needles = tuple(hash_needles)
 
     def classify(self, line: bytes, config: RuleConfig) -> Fate:
         """rules.classify(line, config), with the record as privacy writes it."""
@@ -245,15 +246,16 @@ class Scrubber:
             return fate
         line = fate.line
         # find() rather than `in`: bytes.__contains__ first tries the needle as an int.
-        if not any(line.find(needle) >= 0 for needle in self._needles):
+        drops = any(line.find(needle) >= 0 for needle in self._drop_needles)
+        if not drops and not any(line.find(needle) >= 0 for needle in self._hash_needles):
             return fate
         record = orjson.loads(line)
         dropped: set[str] = set()
         hashed: set[str] = set()
         if kind == Kind.EVENT:
-            scrubbed = self._event(fate, record, dropped, hashed)
+            scrubbed = self._event(fate, record, drops, dropped, hashed)
         else:
-            scrubbed = self._update(fate, record, dropped, hashed)
+            scrubbed = self._update(fate, record, drops, dropped, hashed)
         if scrubbed.kind != Kind.REJECT:
             for name in dropped:
                 self._tallies[DROPPED_PREFIX + name] += 1
@@ -261,12 +263,14 @@ class Scrubber:
                 self._tallies[HASHED_PREFIX + name] += 1
         return scrubbed
 
-    def _event(self, fate: Fate, record: dict[str, Any], dropped: set[str], hashed: set[str]) -> Fate:
+    def _event(
+        self, fate: Fate, record: dict[str, Any], drops: bool, dropped: set[str], hashed: set[str]
+    ) -> Fate:
         properties = record["properties"]
         generated = fate.normalised & INSERT_ID_GENERATED
         if generated:
             del properties["$insert_id"]  # made from the record before privacy: made again below
-        if self._drop:
+        if drops:
             drop_keys(properties, self._drop, dropped)
         for name in self._hash:
             value = properties.get(name, _MISSING)
@@ -290,10 +294,12 @@ class Scrubber:
         key = event_key(fate.name, distinct_id, properties["$insert_id"], fate.day)
         return Fate(Kind.EVENT, _exact(out), fate.day, key, fate.name, fate.normalised)
 
-    def _update(self, fate: Fate, record: dict[str, Any], dropped: set[str], hashed: set[str]) -> Fate:
+    def _update(
+        self, fate: Fate, record: dict[str, Any], drops: bool, dropped: set[str], hashed: set[str]
+    ) -> Fate:
         operation = fate.name
         value = record[operation]
-        if self._drop:
+        if drops:
             drop_keys(value, self._drop, dropped)
         key = fate.key
         if self._hash_ids and fate.kind == Kind.PROFILE:
