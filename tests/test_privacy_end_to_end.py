@@ -19,10 +19,9 @@ import orjson
 import pytest
 from apache_beam.portability.api import beam_runner_api_pb2
 
-import job_payloads
 from e2e import read_output, run_cli, run_cli_process, summary, write_input
 from offline import BLOCKED_MARK, CLI
-from test_dataflow_job import Buckets, _dry_run_args, _loaded_payloads, _run
+from test_dataflow_job import Buckets, _dry_run_args, _every_payload_loads, _run, _top_level_steps
 from test_determinism import FLAGS as DETERMINISM_FLAGS
 from test_determinism import _corpus, _result
 from test_object_storage import S3Store, gcs, gcs_env, run_remote, s3, store  # noqa: F401 (fixtures)
@@ -284,23 +283,21 @@ def test_a_dataflow_job_carries_the_key_file_path_and_its_functions_load_on_a_wo
     assert options["hash_key_file"] == f"gs://{buckets.raw}/privacy/key"
     assert options["exclude_users"] == f"gs://{buckets.raw}/privacy/deleted.txt"
     proto = beam_runner_api_pb2.Pipeline.FromString(buckets.get(options["pipelineUrl"]))
-    (root,) = proto.root_transform_ids
-    steps = [proto.components.transforms[t].unique_name for t in proto.components.transforms[root].subtransforms]
+    steps = _top_level_steps(proto)
     assert steps.index("ValidateAndSplit") < steps.index("ExcludeUsers") < steps.index("DeduplicateEvents")
-    session = tmp_path / "pickled_main_session"
-    session.write_bytes(buckets.get(options["pipelineUrl"].rsplit("/", 1)[0] + "/pickled_main_session"))
-    status, loaded, stderr = _loaded_payloads(
-        proto.SerializeToString(), tmp_path, "--pickle_library", options["pickle_library"],
-        "--main_session", str(session),
-    )
-    assert status == 0, stderr
-    assert [row for row in loaded if "error" in row] == []
+    loaded = _every_payload_loads(buckets, options, proto, tmp_path)
     assert {"transforms.exclude._ProbeUsers", "transforms.exclude._RemoveListed",
             "transforms.validate._SortBatch"} <= {row["loaded"] for row in loaded}
-    assert len([p for p in job_payloads.payloads(proto) if p[1] in job_payloads.PICKLED_URNS]) + 1 == len(loaded)
 
 
 # --- refused before any work -----------------------------------------------------------------
+
+
+def test_help_lists_the_privacy_options():
+    done = run_cli_process("--help")
+    assert done.returncode == 0
+    for flag in ("--drop-property", "--hash-property", "--hash-key-file", "--exclude-users", "--redact-examples"):
+        assert flag in done.stdout
 
 
 @pytest.mark.parametrize(
