@@ -116,8 +116,18 @@ def test_the_key_shows_in_no_repr_or_str():
     assert repr(KEY) == "HashKey(<redacted>)"
 
 
+@pytest.mark.parametrize("secret", [b"k", b"\x00\xff" * 32, b"a" * 64, b"long key " * 20],
+                         ids=["one_byte", "block_size_binary", "block_size", "longer_than_a_block"])
+def test_any_key_gives_the_standard_hmac(secret):
+    key = HashKey(secret)
+    for message in (b"", b"u1", "é".encode() * 100):
+        assert key.hex_digest(message) == hmac_hex(message, secret)
+    assert pickle.loads(pickle.dumps(key)).hex_digest(b"u1") == hmac_hex(b"u1", secret)
+
+
 def test_the_key_survives_pickling_as_beam_ships_it_to_workers():
     config = PrivacyConfig(drop=("phone",), hash=("email",), key=KEY)
+    KEY.hex_digest(b"used before pickling")  # the keyed state is not part of the pickle
     copy = pickle.loads(pickle.dumps(config))
     assert copy == config
     assert hash_value("a", copy.key) == hmac_hex(b"a")
