@@ -329,6 +329,20 @@ def test_what_privacy_cannot_do_is_refused_before_any_work(files, tmp_path, setu
     assert not out.exists()
 
 
+def test_a_deletion_list_that_cannot_be_read_to_its_end_fails_the_run(files, tmp_path, capsys):
+    # Never skipped, whatever --skip-unreadable-files says: a lost deletion request is not a warning.
+    raw, _, _ = files
+    broken = tmp_path / "deleted.txt.gz"
+    broken.write_bytes(gzip.compress(DELETION_LIST * 1000)[:-20])
+    out = tmp_path / "out"
+    status = run_cli("--input", str(raw / "*"), "--output", str(out), "--reference-time", REF,
+                     "--exclude-users", str(broken), "--skip-unreadable-files")
+    assert status == 1
+    err = capsys.readouterr().err
+    assert f"cloud-import-prep: error: {broken}: the compressed data ends early: the file is truncated\n" in err
+    assert not (out / "_SUCCESS").exists()
+
+
 # --- on object storage -----------------------------------------------------------------------
 
 
