@@ -19,7 +19,7 @@ from pipeline.cli import EXIT_USAGE
 from pipeline.cli import main as cli_main
 
 # Parameters that are bare switches on the command line (the names in metadata.json).
-SWITCHES = ("overwrite", "keep_superseded", "skip_unreadable_files")
+SWITCHES = ("overwrite", "keep_superseded", "skip_unreadable_files", "redact_examples")
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0", "")
 WORKER_IMAGE_OPTIONS = ("sdk_container_image", "worker_harness_container_image")

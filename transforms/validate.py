@@ -18,6 +18,7 @@ from transforms.records import (
     REJECTS_ROUTE,
     sort_batch,
 )
+from transforms.privacy import PrivacyConfig
 from transforms.rules import Reason, RuleConfig
 
 # Output tags, read by attribute: outputs.events, outputs.profiles, ...
@@ -34,9 +35,10 @@ DUPLICATE_KEY_EXAMPLES = "duplicate_key_examples"
 
 
 class _SortBatch(beam.DoFn):
-    def __init__(self, config: RuleConfig) -> None:
+    def __init__(self, config: RuleConfig, privacy: PrivacyConfig | None = None) -> None:
         super().__init__()
         self._config = config
+        self._privacy = privacy
         self._counters = {
             name: Metrics.counter(METRICS_NAMESPACE, name)
             for name in ("lines", "blank_lines", "events_accepted", "profiles", "groups", "rejected")
@@ -47,7 +49,7 @@ class _SortBatch(beam.DoFn):
 
     def process(self, batch: Batch) -> Iterator[Any]:
         rank, path, offsets, lines = batch
-        result = sort_batch(rank, path, offsets, lines, self._config)
+        result = sort_batch(rank, path, offsets, lines, self._config, self._privacy)
         for route, records in result.events.items():
             yield route, records
         if result.profiles is not None:
@@ -82,16 +84,23 @@ class ValidateAndSplit(beam.PTransform):
 
     Guarantees: every input line is counted in `tallies["lines"]` and ends in
     exactly one of: blank (counted), events, profiles, groups, rejects.
+
+    With `privacy` (DESIGN.md §7), accepted records come out with its
+    properties dropped and hashed (counted per name in `tallies`), and with
+    its redact_examples, examples hold (source, offset) only.
     """
 
-    def __init__(self, config: RuleConfig) -> None:
+    def __init__(self, config: RuleConfig, privacy: PrivacyConfig | None = None) -> None:
         super().__init__()
         if not isinstance(config, RuleConfig):
             raise TypeError(f"config must be a RuleConfig, got {type(config).__name__}")
+        if privacy is not None and not isinstance(privacy, PrivacyConfig):
+            raise TypeError(f"privacy must be a PrivacyConfig or None, got {type(privacy).__name__}")
         self._config = config
+        self._privacy = privacy
 
     def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
-        return batches | "ClassifyLines" >> beam.ParDo(_SortBatch(self._config)).with_outputs(
+        return batches | "ClassifyLines" >> beam.ParDo(_SortBatch(self._config, self._privacy)).with_outputs(
             PROFILES,
             GROUPS,
             REJECTS,
