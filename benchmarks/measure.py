@@ -7,6 +7,12 @@ child would report at least the driver's peak. So the driver starts this
 small script, which starts the command and reports the command's rusage
 from os.wait4: its peak is then at least this launcher's (~10 MB), no more.
 
+Peak memory of a command that starts processes of its own (the pipeline with
+--direct_running_mode=multi_processing) is not in ru_maxrss, which is the
+largest single process: the launcher also samples the summed RSS of the
+command's whole process tree every quarter second (a /proc scan, about 2 ms
+of CPU) and reports the larger of the two.
+
 Run as `python measure.py LOG -- COMMAND...`; prints one JSON object.
 """
 
@@ -15,8 +21,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import NamedTuple
+
+SAMPLE_SECONDS = 0.25
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class Usage(NamedTuple):
@@ -24,7 +34,7 @@ class Usage(NamedTuple):
 
     wall_s: float
     cpu_s: float  # user + system, of the command and its waited-for children
-    peak_rss_bytes: int
+    peak_rss_bytes: int  # the largest process, or the whole process tree sampled, if larger
     exit_code: int
 
 
@@ -37,17 +47,59 @@ def measure(command: list[str], log_path: str, env: dict[str, str] | None = None
     return Usage(**json.loads(done.stdout))
 
 
+def tree_rss_bytes(root: int) -> int:
+    """Summed RSS of `root` and all its descendants now (Linux /proc; 0 elsewhere)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        pid = int(name)
+        parents[pid] = int(fields[1])  # the fields after "(comm)": state, ppid, ...
+        rss[pid] = int(fields[21]) * _PAGE
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
+
+
 def _launch(log_path: str, command: list[str]) -> dict[str, float | int]:
+    peak_tree = 0
+    done = threading.Event()
+
+    def sample(pid: int) -> None:
+        nonlocal peak_tree
+        while not done.wait(SAMPLE_SECONDS):
+            peak_tree = max(peak_tree, tree_rss_bytes(pid))
+
     with open(log_path, "wb") as log:
         start = time.perf_counter()
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        sampler = threading.Thread(target=sample, args=(child.pid,), daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
     return {
         "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_bytes": usage.ru_maxrss * 1024,  # KiB on Linux
+        "peak_rss_bytes": max(usage.ru_maxrss * 1024, peak_tree),  # ru_maxrss is in KiB on Linux
         "exit_code": child.returncode,
     }
 

@@ -1,4 +1,4 @@
-"""The benchmark's yardstick: the pipeline's job as one plain single-process Python loop.
+"""The core-reusing yardstick: the pipeline's job as a plain loop around the pipeline's own core.
 
 Not part of the product. It does what the pipeline does for a local run with
 default options — read every file (gzip too) in upload order, classify each
@@ -6,7 +6,8 @@ line with the product's own `transforms.rules.classify`, keep the latest event
 per overwrite key, write the same output layout and rejects — with no Beam, no
 shuffles and no batching beyond the reader's chunks. The benchmark compares
 the pipeline's time and memory with this loop's, so the ratio measures what
-the pipeline's machinery costs, not the rules.
+the pipeline's machinery costs, not the rules: the core's own cost is on both
+sides. benchmarks/plain_loop.py is the independent yardstick, sharing no code.
 
 Scope: local files, `*` globs, `.gz` or uncompressed input, gzip output
 (level 6, as transforms/write.py), no --keep-superseded, upload order by
@@ -14,9 +15,6 @@ Scope: local files, `*` globs, `.gz` or uncompressed input, gzip output
 """
 
 
-import argparse
-import datetime
-import glob
 import gzip
 import os
 import sys
@@ -25,10 +23,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
+if __package__ in (None, ""):
+    # Run as a script: this checkout's packages, not whichever one is installed.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from transforms.ranges import UNBOUNDED, iter_line_batches
-from transforms.records import (
+import orjson  # noqa: E402
+
+from benchmarks.plain_loop import list_inputs, parse_reference_time, yardstick_parser  # noqa: E402
+from transforms.ranges import UNBOUNDED, iter_line_batches  # noqa: E402
+from transforms.records import (  # noqa: E402
     GROUPS_ROUTE,
     PROFILES_ROUTE,
     REJECTS_ROUTE,
@@ -37,7 +40,7 @@ from transforms.records import (
     reject_line,
     split_into_files,
 )
-from transforms.rules import (
+from transforms.rules import (  # noqa: E402
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
@@ -59,20 +62,6 @@ _EVENT = Kind.EVENT
 _PROFILE = Kind.PROFILE
 _GROUP = Kind.GROUP
 _REJECT = Kind.REJECT
-
-
-def list_inputs(patterns: Sequence[str]) -> list[tuple[str, int]]:
-    """(path, size) of every file the patterns match, in upload order (mtime, path)."""
-    found: dict[str, tuple[float, int]] = {}
-    for pattern in patterns:
-        paths = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)]
-        if not paths:
-            raise SystemExit(f"reference: input pattern {pattern!r} matches no file")
-        for path in paths:
-            stat = os.stat(path)
-            found[path] = (stat.st_mtime, stat.st_size)
-    ordered = sorted(found, key=lambda p: (found[p][0], p))
-    return [(path, found[path][1]) for path in ordered]
 
 
 def _open(path: str) -> BinaryIO:
@@ -216,30 +205,10 @@ def _write_gzip(path: Path, lines: Iterable[bytes]) -> int:
     return size
 
 
-def parse_reference_time(text: str) -> int:
-    """ISO-8601 ("Z" or an offset; none means UTC) or UNIX seconds, as UNIX seconds."""
-    try:
-        return int(float(text))
-    except ValueError:
-        pass
-    parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return int(parsed.timestamp())
-
-
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="reference.py",
-        description="The benchmark yardstick: the pipeline's job as a plain Python loop.",
+    parser = yardstick_parser(
+        "reference.py", "The core-reusing benchmark yardstick: the pipeline's core in a plain loop."
     )
-    parser.add_argument("--input", action="append", required=True,
-                        help="Glob of input files; repeat for more. Example: --input 'data/*'")
-    parser.add_argument("--output", required=True, help="Empty folder to write to. Example: --output out")
-    parser.add_argument("--reference-time", required=True,
-                        help="As the pipeline's flag. Example: --reference-time 2024-06-01T00:00:00Z")
-    parser.add_argument("--max-file-mb", type=int, default=1024,
-                        help="Largest uncompressed output file, MiB. Example: --max-file-mb 512")
     args = parser.parse_args(argv)
     summary = run(args.input, args.output, parse_reference_time(args.reference_time),
                   args.max_file_mb * MIB)

@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options_validator import PipelineOptionsValida
 from apache_beam.runners.runner import PipelineRunner, create_runner
 from apache_beam.transforms.environments import PythonLoopbackEnvironment
 
+from transforms.privacy import name_problem
 from transforms.read import UPLOAD_ORDERS
 from transforms.rules import MAX_REFERENCE_TIME
 from transforms.write import COMPRESSIONS
@@ -59,6 +60,12 @@ OWN_OPTIONS = (
     "skip_unreadable_files",
     "previous_schema",
     "fail_on_type_change",
+    # Privacy (DESIGN.md §7). The key file's path is recorded, its bytes never.
+    "drop_property",
+    "hash_property",
+    "hash_key_file",
+    "exclude_users",
+    "redact_examples",
 )
 
 
@@ -204,6 +211,57 @@ class PrepOptions(PipelineOptions):
             default=False,
             help="Fail the run (summary written, no _SUCCESS, non-zero exit) when a property's "
             "non-null types differ from those in --previous-schema. Example: --fail-on-type-change",
+        )
+        parser.add_argument(
+            "--drop-property",
+            "--drop_property",
+            dest="drop_property",
+            action="append",
+            default=None,
+            help="Remove this property at any depth from event properties and from profile "
+            "and group operation values (counted in the summary's privacy section); repeat, or "
+            "separate names by commas. Example: --drop-property email --drop-property phone",
+        )
+        parser.add_argument(
+            "--hash-property",
+            "--hash_property",
+            dest="hash_property",
+            action="append",
+            default=None,
+            help="Replace the value of this top-level event property, and of this operation "
+            "key in profile and group updates, by the lowercase hex HMAC-SHA256 of its string "
+            "form, keyed with --hash-key-file; distinct_id also hashes profiles' $distinct_id, "
+            "so users still join. Repeat, or separate names by commas. "
+            "Example: --hash-property distinct_id",
+        )
+        parser.add_argument(
+            "--hash-key-file",
+            "--hash_key_file",
+            dest="hash_key_file",
+            default=None,
+            help="File holding the secret key of --hash-property (its bytes, one trailing "
+            "newline stripped); local, gs:// or s3://, read once at launch. The key is never "
+            "shown: only this path is. Example: --hash-key-file gs://secrets/mixpanel-hmac.key",
+        )
+        parser.add_argument(
+            "--exclude-users",
+            "--exclude_users",
+            dest="exclude_users",
+            default=None,
+            help="Deletion list: a file (or glob pattern of files) with one distinct_id per "
+            "line; every event and profile update of those users is removed and counted as "
+            "output.excluded. Local, gs:// or s3://; may hold millions of ids. "
+            "Example: --exclude-users gs://privacy/deletion-requests.txt",
+        )
+        parser.add_argument(
+            "--redact-examples",
+            "--redact_examples",
+            dest="redact_examples",
+            action="store_true",
+            default=False,
+            help="Show example lines in the summary, report and terminal by reason, source "
+            "and offset only, never their content (the rejects/ files still keep the raw "
+            "lines). Example: --redact-examples",
         )
         # Not in OWN_OPTIONS: it changes what the command does once the job is
         # submitted, not the job, so it has no place in the summary.
@@ -425,7 +483,9 @@ def check_remote_runner(options: PipelineOptions, runner: PipelineRunner) -> Non
         return
     own = options.view_as(PrepOptions)
     hint = "" if _is_dataflow(runner) else " (or --environment_type LOOPBACK, to run the job in this process)"
-    for flag, path in [*(("--input", p) for p in own.input or ()), ("--output", own.output)]:
+    # The deletion list is read by the workers; the key file only at launch, here.
+    paths = [*(("--input", p) for p in own.input or ()), ("--output", own.output)]
+    for flag, path in [*paths, ("--exclude-users", own.exclude_users)]:
         if path and _is_local_path(path):
             raise UsageError(
                 f"{flag} {path!r} is a local path, but {where}, which cannot reach this "
@@ -520,12 +580,51 @@ def check_options(opts: PrepOptions) -> None:
         _check_gcs_bucket(getattr(cloud, name) or "", f"--{name}")
     if own.fail_on_type_change and not own.previous_schema:
         raise UsageError("--fail-on-type-change needs --previous-schema: the schema to compare with")
+    check_privacy_options(own)
     mode = opts.get_all_options().get("direct_running_mode")
     if mode == "multi_threading":
         raise UsageError(
             "--direct_running_mode=multi_threading is refused: Beam 2.77 loses data in "
             "that mode; use in_memory (default) or multi_processing"
         )
+
+
+def property_names(values: Sequence[str] | None) -> list[str]:
+    """The names of a repeatable --drop-property or --hash-property: comma-separated, trimmed, once each."""
+    names: list[str] = []
+    for value in values or ():
+        for name in value.split(","):
+            if name.strip() not in names:
+                names.append(name.strip())
+    return names
+
+
+def check_privacy_options(own: PrepOptions) -> None:
+    """Splits the property lists into names and refuses what privacy cannot do (DESIGN.md §7).
+
+    Raises:
+      UsageError: a name that would make records invalid, a name both dropped
+        and hashed, --hash-property without --hash-key-file or the reverse.
+    """
+    own.drop_property = property_names(own.drop_property)
+    own.hash_property = property_names(own.hash_property)
+    for flag, names in (("--drop-property", own.drop_property), ("--hash-property", own.hash_property)):
+        for name in names:
+            problem = name_problem(flag, name)
+            if problem:
+                raise UsageError(problem)
+    both = [name for name in own.drop_property if name in own.hash_property]
+    if both:
+        raise UsageError(f"--drop-property and --hash-property both name {both[0]!r}: choose one")
+    if own.hash_property and not own.hash_key_file:
+        raise UsageError("--hash-property needs --hash-key-file: the file holding the secret key")
+    if own.hash_key_file and not own.hash_property:
+        raise UsageError("--hash-key-file is given but no --hash-property: nothing would be hashed")
+    for flag, path in (("--hash-key-file", own.hash_key_file), ("--exclude-users", own.exclude_users)):
+        if path is not None:
+            if not path.strip():
+                raise UsageError(f"{flag} needs a path")
+            _check_gcs_bucket(path, flag)
 
 
 def _check_gcs_bucket(url: str, flag: str) -> None:

@@ -119,6 +119,9 @@ def _books(summary: Mapping[str, Any]) -> tuple[str, list[tuple[str, int]]]:
         ("rejected", out["rejected"]),
         ("blank", summary["input"]["blank_lines"]),
     ]
+    # Only runs with --exclude-users remove records; summaries before it have no such key.
+    if out.get("excluded"):
+        terms.insert(5, ("excluded", out["excluded"]))
     return "=" if summary["balanced"] else "≠", terms
 
 
@@ -148,6 +151,8 @@ def format_headline(summary: Mapping[str, Any]) -> str:
     duplicate_keys = _duplicate_key_lines(summary)
     if duplicate_keys:
         rows.append(("duplicate keys", _n(duplicate_keys)))
+    if summary["output"].get("excluded"):
+        rows.append(("excluded", _n(summary["output"]["excluded"])))
     width = max(len(value) for _, value in rows)
     sign, terms = _books(summary)
     equation = f"{_n(summary['input']['lines'])} {sign} " + " + ".join(_n(n) for _, n in terms)
@@ -263,6 +268,8 @@ def _example(example: Mapping[str, Any]) -> str:
     )
     if "line" in example:
         text, kind = example["line"], "line"
+    elif "line_base64" not in example:  # --redact-examples: where, never what
+        return f'<li>{where} <span class="where redacted">(content not shown: --redact-examples)</span></li>'
     else:
         text, kind = example.get("line_base64", ""), "line base64"
         where += ' <span class="where">(not UTF-8; base64 of the raw bytes)</span>'
@@ -303,6 +310,27 @@ def _duplicate_keys(summary: Mapping[str, Any], examples: Sequence[Mapping[str, 
         "repeated and at whatever depth; superseded events count too, rejected lines do not.</p>"
         + (f'<ol class="examples">{items}</ol>' if items else "")
         + "</div>"
+    )
+
+
+def _privacy(summary: Mapping[str, Any]) -> str:
+    privacy = summary.get("privacy")  # summaries before it have none
+    if not privacy:
+        return ""
+    excluded = privacy["excluded"]
+    rows = [
+        *((f"dropped <code>{_e(name)}</code>", n) for name, n in privacy["dropped"].items()),
+        *((f"hashed <code>{_e(name)}</code>", n) for name, n in privacy["hashed"].items()),
+    ]
+    if privacy["listed_ids"] or excluded["events"] or excluded["profiles"]:
+        rows += [("events excluded", excluded["events"]), ("profile updates excluded", excluded["profiles"]),
+                 ("distinct ids in the deletion list", privacy["listed_ids"])]
+    if not rows:
+        return ""
+    body = "".join(f'<tr><td>{label}</td><td class="num">{_n(n)}</td></tr>' for label, n in rows)
+    return (
+        '<section><h2>Privacy</h2><table id="privacy"><tr><th>What</th><th class="num">Count</th></tr>'
+        f"{body}</table></section>"
     )
 
 
@@ -427,6 +455,7 @@ def render_report(summary: Mapping[str, Any], schema: Mapping[str, Any] | None =
 <section><h2>Events per UTC day</h2>{_days_range(out["events_by_day"])}{_days_chart(out["events_by_day"])}</section>
 <section><h2>Rejected lines by reason</h2>{_rejects(summary, details.get("reject_examples", {}))}</section>
 <section><h2>Duplicate keys</h2>{_duplicate_keys(summary, details.get("duplicate_key_examples", []))}</section>
+{_privacy(summary)}
 <div class="cols">
 <section><h2>Top event names</h2>{_top_events(details.get("top_events", []))}</section>
 <section><h2>Updates per operation</h2>{_updates(details.get("updates_by_operation", {}))}</section>

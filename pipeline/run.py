@@ -32,9 +32,12 @@ from pipeline.options import (
 from pipeline.lock import OutputLock, held_locks
 from pipeline.output import prepare_output
 from pipeline.placeholders import PlaceholderError, resolve, resolve_all
+from pipeline.privacy import plan_privacy
 from pipeline.schema import CollectSchema, read_previous_schema
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
+from transforms.exclude import ExcludeUsers
+from transforms.privacy import exclusion_buckets
 from transforms.read import InputFile, ReadRawLines, select_inputs
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
@@ -143,6 +146,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     # file of that run under the output is left out of the input, and counted.
     selection = select_inputs(own.input, own.output, own.upload_order, options)
     files = selection.files
+    # The hash key is read and the deletion list listed now, before the output is touched.
+    privacy = plan_privacy(options)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
     # From here on the location is this run's: the caller releases or ends the lock.
     prepared = None if is_dry_run(options) else prepare_output(
@@ -177,13 +182,21 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     else:
         batches, unreadable = read, None
     split = batches | "ValidateAndSplit" >> ValidateAndSplit(
-        RuleConfig(reference, own.time_unit), COLLECT_SCHEMA
+        RuleConfig(reference, own.time_unit), privacy.config, count_types=COLLECT_SCHEMA
     )
-    deduped = split.events | "DeduplicateEvents" >> DeduplicateEvents(
+    events, profiles, exclusion_tallies, exclusion_counts = split.events, split.profiles, [], []
+    if privacy.deletion_list:
+        buckets = exclusion_buckets(estimated_bytes(privacy.deletion_list), estimated_bytes(files))
+        kept = {"events": events, "profiles": profiles} | "ExcludeUsers" >> ExcludeUsers(
+            privacy.deletion_list, own.range_bytes, buckets, privacy.list_key, COLLECT_SCHEMA
+        )
+        events, profiles = kept["events"], kept["profiles"]
+        exclusion_tallies, exclusion_counts = [kept["tallies"]], [kept["schema_counts"]]
+    deduped = events | "DeduplicateEvents" >> DeduplicateEvents(
         target, own.keep_superseded, single_shard, COLLECT_SCHEMA
     )
     updates_and_rejects = (
-        (split.profiles, split.groups, split.rejects)
+        (profiles, split.groups, split.rejects)
         | "JoinUpdatesAndRejects" >> beam.Flatten()
         | "GroupUpdatesAndRejects" >> GroupIntoShards(target, single_shard)
         | "OrderUpdatesAndRejects" >> OrderShards()
@@ -194,7 +207,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         "UpdatesAndRejects": updates_and_rejects,
     } | "WritePartitions" >> WritePartitions(own.output, run_id, own.compression, max_file_bytes)
     tallies = (
-        (split.tallies, deduped.tallies)
+        (split.tallies, deduped.tallies, *exclusion_tallies)
         | "JoinTallies" >> beam.Flatten()
         | "MergeTallies" >> beam.CombineGlobally(MergeTallies())
     )
@@ -204,7 +217,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         "duplicate_key_examples": split.duplicate_key_examples,
     } | "CollectReportFigures" >> CollectReportFigures()
     schema = (
-        (split.schema_counts, deduped.schema_counts)
+        (split.schema_counts, deduped.schema_counts, *exclusion_counts)
         | "JoinSchemaCounts" >> beam.Flatten()
         | "CollectSchema" >> CollectSchema()
     ) if COLLECT_SCHEMA else None

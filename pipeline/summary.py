@@ -21,6 +21,7 @@ from transforms import FileAccessError, os_error_text, pause_point, read_all
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
 from transforms.schema import Outline, document_bytes
+from transforms.privacy import excluded, summary_section
 from transforms.write import TEMP_FOLDER, WrittenFile, join_path, move_files, temp_root
 
 _LOG = logging.getLogger(__name__)
@@ -139,8 +140,9 @@ def build_summary(
     """Assembles _SUMMARY.json from the run's counts and written files.
 
     Events, profiles, groups and rejects are counted from the files actually
-    written; lines, blank lines and superseded events are counted upstream,
-    so `balanced` checks that nothing was lost between reading and writing.
+    written; lines, blank lines, superseded and excluded records are counted
+    upstream, so `balanced` checks that nothing was lost between reading and
+    writing.
 
     Args:
       header: tool-independent parts: "reference_time", "options", "input"
@@ -169,8 +171,12 @@ def build_summary(
     superseded = tallies.get(SUPERSEDED_COUNT, 0)
     lines = tallies.get(rec.LINES, 0)
     blank = tallies.get(rec.BLANK_LINES, 0)
-    balanced = lines == events + superseded + profiles + groups + rejected + blank
-    dedupe_consistent = tallies.get(rec.EVENTS_ACCEPTED, 0) == events + superseded
+    options = header.get("options", {})
+    # Removed by --exclude-users after they were accepted (DESIGN.md §5, §7).
+    excluded_events, excluded_profiles = excluded(tallies)
+    excluded_lines = excluded_events + excluded_profiles
+    balanced = lines == events + superseded + profiles + groups + rejected + excluded_lines + blank
+    dedupe_consistent = tallies.get(rec.EVENTS_ACCEPTED, 0) == events + superseded + excluded_events
     non_blank = lines - blank
     reject_ratio = rejected / non_blank if non_blank else 0.0
     gate_ok = max_reject_ratio is None or reject_ratio <= max_reject_ratio
@@ -200,6 +206,7 @@ def build_summary(
             "superseded": superseded,
             "rejected": rejected,
             "rejected_by_reason": by_reason,
+            "excluded": excluded_lines,
             "files": [
                 {"path": f.path, "lines": f.lines, "bytes": f.bytes}
                 for f in sorted(files, key=lambda f: f.path)
@@ -211,6 +218,7 @@ def build_summary(
             "insert_id_generated": tallies.get(rec.NORMALISED_PREFIX + "insert_id_generated", 0),
             "duplicate_keys": tallies.get(rec.NORMALISED_PREFIX + "duplicate_keys", 0),
         },
+        "privacy": summary_section(options.get("drop_property") or [], options.get("hash_property") or [], tallies),
         "balanced": balanced,
         "checks": {
             "balanced": balanced,

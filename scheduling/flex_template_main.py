@@ -19,7 +19,13 @@ from pipeline.cli import EXIT_USAGE
 from pipeline.cli import main as cli_main
 
 # Parameters that are bare switches on the command line (the names in metadata.json).
-SWITCHES = ("overwrite", "keep_superseded", "skip_unreadable_files", "fail_on_type_change")
+SWITCHES = (
+    "overwrite",
+    "keep_superseded",
+    "skip_unreadable_files",
+    "redact_examples",
+    "fail_on_type_change",
+)
 _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0", "")
 WORKER_IMAGE_OPTIONS = ("sdk_container_image", "worker_harness_container_image")

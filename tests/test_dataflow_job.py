@@ -108,6 +108,22 @@ def _loaded_payloads(pipeline: bytes, tmp_path: Path, *extra: str) -> tuple[int,
     return child.returncode, [json.loads(line) for line in child.stdout.splitlines()], child.stderr
 
 
+def _every_payload_loads(buckets: Buckets, options: dict, proto: beam_runner_api_pb2.Pipeline,
+                         tmp_path: Path) -> list[dict]:
+    """Loads the job's pickled payloads and staged main session as a worker would; checks each loaded."""
+    session = tmp_path / "pickled_main_session"
+    session.write_bytes(buckets.get(options["pipelineUrl"].rsplit("/", 1)[0] + "/pickled_main_session"))
+    status, loaded, stderr = _loaded_payloads(
+        proto.SerializeToString(), tmp_path, "--pickle_library", options["pickle_library"],
+        "--main_session", str(session),
+    )
+    assert status == 0, stderr
+    assert [row for row in loaded if "error" in row] == []
+    pickled = [p for p in job_payloads.payloads(proto) if p[1] in job_payloads.PICKLED_URNS]
+    assert len(loaded) == len(pickled) + 1  # every one of them, and the main session
+    return loaded
+
+
 def _top_level_steps(proto: beam_runner_api_pb2.Pipeline) -> list[str]:
     (root,) = proto.root_transform_ids
     return [proto.components.transforms[t].unique_name for t in proto.components.transforms[root].subtransforms]
@@ -170,16 +186,7 @@ def test_the_dataflow_job_has_stable_step_names_and_every_pickled_function_loads
     assert _top_level_steps(proto) == STEPS
     assert _container_images(proto) == {IMAGE}
 
-    session = tmp_path / "pickled_main_session"
-    session.write_bytes(buckets.get(options["pipelineUrl"].rsplit("/", 1)[0] + "/pickled_main_session"))
-    status, loaded, stderr = _loaded_payloads(
-        proto.SerializeToString(), tmp_path, "--pickle_library", options["pickle_library"],
-        "--main_session", str(session),
-    )
-    assert status == 0, stderr
-    assert [row for row in loaded if "error" in row] == []
-    pickled = [p for p in job_payloads.payloads(proto) if p[1] in job_payloads.PICKLED_URNS]
-    assert len(loaded) == len(pickled) + 1  # every one of them, and the main session
+    loaded = _every_payload_loads(buckets, options, proto, tmp_path)
     ours = {row["loaded"].rsplit(".", 1)[0] for row in loaded if row["loaded"].startswith(("transforms.", "pipeline."))}
     assert STAGE_MODULES <= {".".join(name.split(".")[:2]) for name in ours}
 

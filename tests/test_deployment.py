@@ -264,7 +264,7 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
         assert all(r.search(_example(param)) for r in regexes), name
     choices = {"time_unit": ("s", "ms"), "upload_order": UPLOAD_ORDERS, "compression": COMPRESSIONS,
                "overwrite": ("true", "false"), "keep_superseded": ("true", "false"),
-               "fail_on_type_change": ("true", "false")}
+               "fail_on_type_change": ("true", "false"), "redact_examples": ("true", "false")}
     for name, values in choices.items():
         (regex,) = PARAMS[name]["regexes"]
         assert [v for v in values if re.search(regex, v)] == list(values), name
@@ -283,6 +283,9 @@ def test_parameter_regexes_accept_the_example_and_every_choice():
         ("reference_time", ["2024-02-01T00:00:00Z", "1706745600", "2024-02-01 00:00:00+01:00"], ["now"]),
         ("input", ["gs://b/{date-1}/**", "s3://b/x/*"], ["/local/path", "b/x"]),
         ("previous_schema", ["gs://b/{date-2}/_SCHEMA.json", "s3://b/x/_SCHEMA.json"], ["/local/_SCHEMA.json", ""]),
+        ("drop_property", ["email", "email,phone", "$ip,user agent"], ["", "email,", ",email", "a,,b", "a\nb"]),
+        ("hash_key_file", ["gs://secrets/k", "s3://s/k.key"], ["/keys/k", ""]),
+        ("exclude_users", ["gs://privacy/deleted/*.txt", "s3://p/d.txt"], ["deleted.txt", ""]),
         ("sdk_container_image",
          ["us-central1-docker.pkg.dev/my-project/pipelines/cloud-import-prep:1.0.0", "gcr.io/p/image",
           "localhost:5000/team/image:v2_1", "eu.gcr.io/p/image@sha256:" + "ab" * 32],
@@ -321,6 +324,9 @@ def test_a_launch_with_every_example_value_parses_and_passes_the_usage_checks():
     assert own.overwrite is True and own.keep_superseded is True and own.wait is False
     assert own.input == ["gs://raw-bucket/events/2024-01-31/**"]  # run_date example 2024-02-01
     assert own.max_file_mb == 512 and own.max_reject_ratio == 0.01
+    assert own.drop_property == ["email", "phone"] and own.hash_property == ["distinct_id"]
+    assert own.hash_key_file.startswith("gs://") and own.exclude_users.startswith("gs://")
+    assert own.redact_examples is True
 
 
 # --- the Flex Template launcher's main file -------------------------------------------------
@@ -349,6 +355,8 @@ IMAGE = "--sdk_container_image=r/p/i:1"
          ["--input=gs://a/*", "--overwrite", IMAGE, "--runner=DataflowRunner", "--no-wait"]),
         (["--overwrite=False", "--keep-superseded=TRUE", IMAGE],
          ["--keep_superseded", IMAGE, "--runner=DataflowRunner", "--no-wait"]),
+        (["--redact_examples=true", "--drop_property=email,phone", IMAGE],
+         ["--redact_examples", "--drop_property=email,phone", IMAGE, "--runner=DataflowRunner", "--no-wait"]),
         (["--overwrite", "--input", "gs://a/*", IMAGE],
          ["--overwrite", "--input", "gs://a/*", IMAGE, "--runner=DataflowRunner", "--no-wait"]),
         (["--overwrite", "false", "--overwrite=", IMAGE],

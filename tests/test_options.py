@@ -128,6 +128,62 @@ def test_check_options_refuses_naming_the_flag(argv, flag):
     assert flag in str(raised.value)
 
 
+# privacy options ---------------------------------------------------------------------
+
+
+def _privacy(*argv: str) -> PrepOptions:
+    own = PipelineOptions([*VALID, *argv]).view_as(PrepOptions)
+    check_options(own)
+    return own
+
+
+def test_property_names_may_be_repeated_or_comma_separated():
+    own = _privacy("--drop-property", "email, phone", "--drop_property", "email", "--drop-property", "é",
+                   "--hash-property", "distinct_id,$user_id", "--hash-key-file", "gs://keys-bucket/k")
+    assert own.drop_property == ["email", "phone", "é"]
+    assert own.hash_property == ["distinct_id", "$user_id"]
+    assert _privacy().drop_property == [] and _privacy().hash_property == []
+
+
+def test_exclusion_and_redaction_need_nothing_else():
+    own = _privacy("--exclude-users", "s3://privacy/deleted.txt", "--redact-examples")
+    assert own.exclude_users == "s3://privacy/deleted.txt" and own.redact_examples is True
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        pytest.param(["--hash-property", "email"],
+                     "--hash-property needs --hash-key-file: the file holding the secret key", id="hash_without_key"),
+        pytest.param(["--hash-key-file", "/k"],
+                     "--hash-key-file is given but no --hash-property: nothing would be hashed", id="key_without_hash"),
+        pytest.param(["--drop-property", "email", "--hash-property", "phone,email", "--hash-key-file", "/k"],
+                     "--drop-property and --hash-property both name 'email': choose one", id="dropped_and_hashed"),
+        pytest.param(["--drop-property", "email,"], "--drop-property needs a property name, got an empty one",
+                     id="empty_name"),
+        pytest.param(["--drop-property", "time"], "--drop-property time is refused: every event needs its time",
+                     id="drop_time"),
+        pytest.param(["--hash-property", "$insert_id", "--hash-key-file", "/k"],
+                     "--hash-property $insert_id is refused: it is the key Mixpanel deduplicates events by (a hash "
+                     "would also be 64 characters, over its 36-byte limit)", id="hash_insert_id"),
+        pytest.param(["--drop-property", "distinct_id"],
+                     "--drop-property distinct_id is refused: it identifies the event's user; --hash-property "
+                     "distinct_id pseudonymises it instead", id="drop_distinct_id"),
+        pytest.param(["--hash-property", "$group_id", "--hash-key-file", "/k"],
+                     "--hash-property $group_id is refused: every group update needs its $group_key and $group_id "
+                     "as they are", id="hash_group_id"),
+        pytest.param(["--hash-property", "email", "--hash-key-file", " "], "--hash-key-file needs a path",
+                     id="blank_key_path"),
+        pytest.param(["--exclude-users", "gs://Bad_Bucket/x"], "--exclude-users 'gs://Bad_Bucket/x': 'Bad_Bucket' "
+                     "is not a valid Cloud Storage bucket name", id="bad_list_bucket"),
+    ],
+)
+def test_privacy_options_that_cannot_work_are_refused(argv, message):
+    with pytest.raises(UsageError) as raised:
+        _privacy(*argv)
+    assert str(raised.value).startswith(message)
+
+
 def test_check_options_underscore_spellings():
     options = PipelineOptions(["--input", "a", "--output", "b", "--max_file_mb", "0"])
     with pytest.raises(UsageError, match="--max-file-mb"):

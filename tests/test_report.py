@@ -560,3 +560,74 @@ def test_the_headline_of_a_failed_run_says_what_failed():
     assert headline[8] == "  books balance   NO: 2,000,000 ≠ 1,234,567 + 1 + 6 + 1 + 2 + 1"
     assert headline[9] == "  reject ratio    10.00% (limit 5.00%)"
     assert headline[10] == "  checks          FAILED (balanced, reject_ratio_ok)"
+
+
+# --- privacy (DESIGN.md §7) ------------------------------------------------------------------
+
+
+def summary_with_privacy() -> dict[str, Any]:
+    """The sample summary of a run that dropped, hashed and excluded (3 events, 1 profile update)."""
+    summary = sample_summary()
+    summary["output"].update(events=11, profiles=5, excluded=4)
+    summary["privacy"] = {
+        "dropped": {"email": 7, "phone": 0},
+        "hashed": {"distinct_id": 20},
+        "excluded": {"events": 3, "profiles": 1},
+        "listed_ids": 1_000_000,
+    }
+    return summary
+
+
+def test_excluded_records_are_a_term_of_the_books():
+    summary = summary_with_privacy()
+
+    report = parse(render_report(summary))
+    headline = format_headline(summary).splitlines()
+
+    assert report.terms == {"lines": 25, "events": 11, "superseded": 1, "profiles": 5, "groups": 1,
+                            "rejected": 2, "excluded": 4, "blank": 1}
+    assert headline[7:9] == ["  blank lines      1", "  excluded         4"]
+    assert headline[9] == "  books balance   yes: 25 = 11 + 1 + 5 + 1 + 2 + 4 + 1"
+
+
+def test_the_privacy_section_lists_what_was_dropped_hashed_and_excluded():
+    document = render_report(summary_with_privacy())
+
+    section = document.split('<table id="privacy">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(.*?)</td><td class=\"num\">([0-9,]+)</td></tr>", section)
+    assert rows == [
+        ("dropped <code>email</code>", "7"),
+        ("dropped <code>phone</code>", "0"),
+        ("hashed <code>distinct_id</code>", "20"),
+        ("events excluded", "3"),
+        ("profile updates excluded", "1"),
+        ("distinct ids in the deletion list", "1,000,000"),
+    ]
+
+
+def test_a_run_without_privacy_options_shows_no_privacy_section_nor_term():
+    summary = sample_summary()
+    summary["output"]["excluded"] = 0
+    summary["privacy"] = {"dropped": {}, "hashed": {}, "excluded": {"events": 0, "profiles": 0}, "listed_ids": 0}
+
+    document = render_report(summary)
+
+    assert 'id="privacy"' not in document and 'data-term="excluded"' not in document
+    assert format_headline(summary) == format_headline(sample_summary())
+
+
+def test_redacted_examples_show_where_a_line_is_never_what_it_holds():
+    summary = summary_with_duplicate_keys(2)
+    for examples in (*summary["details"]["reject_examples"].values(), summary["details"]["duplicate_key_examples"]):
+        for example in examples:
+            example.pop("line", None)
+            example.pop("line_base64", None)
+
+    document = render_report(summary)
+    report = parse(document)
+
+    assert all(reason["examples"] == [] for reason in report.reasons.values())
+    assert "<pre" not in document
+    assert document.count("(content not shown: --redact-examples)") == 4
+    assert "examples/sample/2020-10-26-resend.ndjson.gz</span> at byte offset <span class=\"offset\">342" in document
+    assert "Boromir" not in document and '{"a":1' not in document

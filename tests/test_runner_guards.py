@@ -86,6 +86,9 @@ def refusal(argv: list[str]) -> str:
                      "--input '/raw/*' is a local path, but PortableRunner runs the job in EXTERNAL environments, not "
                      "in this process, which cannot reach this machine's files: use gs:// or s3:// paths"
                      + LOOPBACK_HINT, id="portable_external_worker_pool"),
+        pytest.param([*GCS, *DATAFLOW, *IMAGE, "--exclude-users", "/privacy/deleted.txt"],
+                     f"--exclude-users '/privacy/deleted.txt' is a local path, but {DATAFLOW_REACH}: use gs:// "
+                     "or s3:// paths", id="dataflow_local_deletion_list"),
         pytest.param([*GCS, *DATAFLOW],
                      "--sdk_container_image is required with DataflowRunner: the image built from this project's "
                      "Dockerfile (workers on Beam's stock image lack this package), e.g. --sdk_container_image "
@@ -148,3 +151,10 @@ def test_the_cli_refuses_before_listing_or_locking_anything(tmp_path, capsys):
         "use gs:// or s3:// paths\n"
     )
     assert not out.exists()
+
+
+def test_a_local_hash_key_file_is_fine_for_a_remote_job():
+    # The key is read once at launch, on this machine; the workers never open the file.
+    options = make_options([*GCS, *DATAFLOW, *IMAGE, "--hash-property", "email", "--hash-key-file", "/keys/k",
+                            "--exclude-users", "gs://privacy-bucket/deleted.txt"])
+    assert options.get_all_options()["hash_key_file"] == "/keys/k"

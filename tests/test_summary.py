@@ -74,6 +74,7 @@ EXPECTED_SUMMARY = {
         "superseded": 2,
         "rejected": 3,
         "rejected_by_reason": {"invalid_json": 2, "missing_time": 1},
+        "excluded": 0,
         "files": [
             {"path": f"{DAY1}/part-00000-of-00002.ndjson.gz", "lines": 3, "bytes": 300},
             {"path": f"{DAY1}/part-00001-of-00002.ndjson.gz", "lines": 2, "bytes": 200},
@@ -84,6 +85,7 @@ EXPECTED_SUMMARY = {
         ],
     },
     "normalised": {"time": 3, "distinct_id": 1, "insert_id_generated": 0, "duplicate_keys": 2},
+    "privacy": {"dropped": {}, "hashed": {}, "excluded": {"events": 0, "profiles": 0}, "listed_ids": 0},
     "balanced": True,
     "checks": {
         "balanced": True,
@@ -119,6 +121,8 @@ def test_build_summary_is_json():
         pytest.param({"blank_lines": 5}, False, True, id="blank_count_off"),
         pytest.param({"superseded": 1}, False, False, id="superseded_count_off"),
         pytest.param({"events_accepted": 9}, True, False, id="accepted_events_lost_after_dedupe"),
+        pytest.param({"excluded_profiles": 1}, False, True, id="an_exclusion_of_no_line"),
+        pytest.param({"excluded_events": 1, "lines": 19}, True, False, id="an_excluded_event_never_accepted"),
     ],
 )
 def test_build_summary_books_off(change, balanced, dedupe_consistent):
@@ -127,6 +131,28 @@ def test_build_summary_books_off(change, balanced, dedupe_consistent):
     assert summary["checks"]["balanced"] is balanced
     assert summary["checks"]["dedupe_consistent"] is dedupe_consistent
     assert summary["passed"] is False
+
+
+# The same files, from 21 lines of which 2 events and 1 profile update were excluded.
+EXCLUDED_TALLIES = {**TALLIES, "lines": 21, "events_accepted": 10, "excluded_events": 2,
+                    "excluded_profiles": 1, "excluded_listed_ids": 40}
+
+
+def test_build_summary_excluded_records_balance_the_books():
+    header = {**HEADER, "options": {**HEADER["options"], "drop_property": ["phone", "email"],
+                                    "hash_property": ["distinct_id"]}}
+    tallies = {**EXCLUDED_TALLIES, "privacy_dropped_email": 4, "privacy_hashed_distinct_id": 9}
+    summary = build_summary(header, tallies, FILES, None)
+    assert summary["output"]["excluded"] == 3
+    assert summary["privacy"] == {
+        "dropped": {"email": 4, "phone": 0},
+        "hashed": {"distinct_id": 9},
+        "excluded": {"events": 2, "profiles": 1},
+        "listed_ids": 40,
+    }
+    assert summary["balanced"] is True and summary["checks"]["dedupe_consistent"] is True
+    assert summary["passed"] is True
+    assert summary["checks"]["reject_ratio"] == round(3 / 17, 6)  # excluded lines are not blank
 
 
 def test_build_summary_a_lost_file_unbalances_the_books():
@@ -168,6 +194,7 @@ def test_build_summary_only_blank_lines():
         "superseded": 0,
         "rejected": 0,
         "rejected_by_reason": {},
+        "excluded": 0,
         "files": [],
     }
 

@@ -6,6 +6,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from transforms.privacy import HashKey, PrivacyConfig
 from transforms.rules import classify
 from transforms.validate import ValidateAndSplit
 
@@ -345,3 +346,39 @@ def test_validate_and_split_blank_only_batch_emits_tallies_only(rule_config):
 def test_validate_and_split_refuses_a_config_that_is_not_one():
     with pytest.raises(TypeError, match="config"):
         ValidateAndSplit({"reference_time": 0})
+
+
+def test_validate_and_split_with_privacy(rule_config):
+    key = HashKey(b"validate-test-key")
+    privacy = PrivacyConfig(drop=("plan",), hash=("distinct_id",), key=key, redact_examples=True)
+    hashed = key.hex_digest(b"u1")
+    signup = b'{"event":"Signup","properties":{"time":1704067200,"distinct_id":"%s","$insert_id":"s1"}}' % (
+        hashed.encode())
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create([BATCH_A]) | ValidateAndSplit(rule_config, privacy)
+        # Written as if the line had come hashed, and keyed on what is written.
+        assert_that(
+            out.events
+            | beam.Filter(lambda e: e[0] == "events/day=2024-01-01"),
+            equal_to([("events/day=2024-01-01", accepted(0, [3], [signup], rule_config))]),
+            label="CheckHashedEvent",
+        )
+        # The profile's only property was dropped: nothing left to $set, so rejected.
+        assert_that(out.profiles, equal_to([]), label="CheckNoProfile")
+        assert_that(
+            out.reject_examples,
+            equal_to([("invalid_operation", [(0, 200, {"source": PATH_A, "offset": 200})]),
+                      ("invalid_json", [(0, 250, {"source": PATH_A, "offset": 250})])]),
+            label="CheckRedactedExamples",
+        )
+        assert_that(
+            out.tallies | beam.Map(lambda t: {k: v for k, v in t.items() if k.startswith(("privacy_", "rejected"))}),
+            equal_to([{"privacy_hashed_distinct_id": 2, "rejected": 2, "rejected_invalid_operation": 1,
+                       "rejected_invalid_json": 1}]),
+            label="CheckTallies",
+        )
+
+
+def test_validate_and_split_refuses_privacy_that_is_not_a_config(rule_config):
+    with pytest.raises(TypeError, match="privacy must be a PrivacyConfig or None, got dict"):
+        ValidateAndSplit(rule_config, {"drop": ["email"]})

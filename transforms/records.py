@@ -19,7 +19,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from itertools import compress
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
@@ -35,6 +35,9 @@ from transforms.rules import (
 from transforms.schema import GROUPS as SCHEMA_GROUPS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
 from transforms.schema import Partial, TypeTally, written_values
+
+if TYPE_CHECKING:  # transforms.privacy imports this module
+    from transforms.privacy import PrivacyConfig
 
 RecordBatch = tuple[int, list[int], bytes, list[bytes]]
 ShardLines = tuple[list[bytes], list[bytes] | None]  # (lines, keys to cut files by)
@@ -143,6 +146,11 @@ def line_example(path: str, offset: int, raw: bytes) -> dict[str, object]:
     return example
 
 
+def position_example(path: str, offset: int, raw: bytes) -> dict[str, object]:
+    """Where an input line is, without what it holds (--redact-examples)."""
+    return {"source": path, "offset": offset}
+
+
 # (rank, offset, example): ordered by upload position, so the first few are stable.
 Example = tuple[int, int, dict[str, object]]
 
@@ -181,6 +189,7 @@ def sort_batch(
     offsets: list[int],
     lines: list[bytes],
     config: RuleConfig,
+    privacy: "PrivacyConfig | None" = None,
     count_types: bool = False,
 ) -> SortedBatch:
     """Classifies every line of a batch and sorts the results by route.
@@ -190,19 +199,24 @@ def sort_batch(
     order (ascending offsets). Accepted lines that gave a key twice are
     counted under "normalised_duplicate_keys" (events, superseded or not,
     and updates alike), and the first few are kept as examples. With
-    `count_types`, the types of the accepted records are counted for the
-    schema report (empty otherwise).
+    `privacy`, accepted records are dropped and hashed as it says
+    (privacy.Scrubber), and examples may show positions only. With
+    `count_types`, the types of the accepted records, as written, are counted
+    for the schema report (empty otherwise).
     """
     events: dict[str, _Columns] = {}
     profiles, groups, rejects = _Columns(), _Columns(), _Columns()
     tallies: Counter[str] = Counter()
+    # Chosen once per batch: a run without privacy classifies as it always did.
+    classify_line = classify if privacy is None else privacy.classifier(config, tallies)
+    example_of = position_example if privacy is not None and privacy.redact_examples else line_example
     normalised = Counter[int]()
     names: Counter[str] = Counter()
     examples: dict[str, list[Example]] = {}
     repeated_keys: list[Example] = []
     types = TypeTally() if count_types else None
     for offset, raw in zip(offsets, lines):
-        fate = classify(raw, config)
+        fate = classify_line(raw, config)
         kind = fate.kind
         if kind == Kind.EVENT:
             columns = events.get(fate.day)
@@ -222,7 +236,7 @@ def sort_batch(
             tallies[REJECTED_PREFIX + reason] += 1
             shown = examples.setdefault(reason, [])
             if len(shown) < EXAMPLES_PER_REASON:
-                shown.append((rank, offset, line_example(path, offset, raw)))
+                shown.append((rank, offset, example_of(path, offset, raw)))
         elif kind == Kind.PROFILE or kind == Kind.GROUP:
             columns, prefix = (
                 (profiles, PROFILE_OPERATION_PREFIX)
@@ -242,7 +256,7 @@ def sort_batch(
         if flags:
             normalised[flags] += 1
             if flags & DUPLICATE_KEYS and len(repeated_keys) < DUPLICATE_KEY_EXAMPLES:
-                repeated_keys.append((rank, offset, line_example(path, offset, raw)))
+                repeated_keys.append((rank, offset, example_of(path, offset, raw)))
         # Frees the parsed record now: the next line's parse then reuses its
         # memory, still in the CPU's cache (measured: 10 % of the classifier).
         fate = None  # type: ignore[assignment]

@@ -597,14 +597,7 @@ def _classify_event(line: bytes, record: dict[str, Any], config: RuleConfig) -> 
             return problem_fate
 
     if insert_id is _MISSING:
-        # The canonical form: name, distinct_id, floored seconds and the
-        # normalised properties with sorted keys, so that the same event gets
-        # the same id on every run and every runner. The time inside is in
-        # seconds whatever --time-unit writes: data prepared once with "s" and
-        # once with "ms" must not become two events in Mixpanel.
-        hashed = properties if config.time_unit == "s" else {**properties, "time": seconds}
-        canonical = _serialise([name, distinct_id, seconds, hashed], _SORT_KEYS)
-        insert_id = _blake2b(canonical, digest_size=16).hexdigest()
+        insert_id = generated_insert_id(name, distinct_id, seconds, properties, config.time_unit)
         properties["$insert_id"] = insert_id
         flags |= INSERT_ID_GENERATED
 
@@ -642,8 +635,34 @@ def _classify_event(line: bytes, record: dict[str, Any], config: RuleConfig) -> 
             flags |= DUPLICATE_KEYS
 
     day = day_of(seconds)
-    key = _blake2b(_dumps([name, distinct_id, insert_id, day]), digest_size=16).digest()
+    key = event_key(name, distinct_id, insert_id, day)
     return _new_fate(Fate, (_EVENT, _join((out, _NOTHING)), day, key, name, flags, None, "", properties))
+
+
+def generated_insert_id(
+    name: str, distinct_id: str, seconds: int, properties: dict[str, Any], time_unit: str
+) -> str:
+    """The $insert_id generated for an event given without one (32 lowercase hex).
+
+    The canonical form: name, distinct_id ("" when absent), floored seconds
+    and the normalised properties (without $insert_id) with sorted keys, so
+    that the same event gets the same id on every run and every runner. The
+    time inside is in seconds whatever --time-unit writes: data prepared
+    once with "s" and once with "ms" must not become two events in Mixpanel.
+    """
+    hashed = properties if time_unit == "s" else {**properties, "time": seconds}
+    canonical = _serialise([name, distinct_id, seconds, hashed], _SORT_KEYS)
+    return _blake2b(canonical, digest_size=16).hexdigest()
+
+
+def event_key(name: str, distinct_id: str, insert_id: str, day: str) -> bytes:
+    """An event's overwrite key (DESIGN.md §3) as a 16-byte digest."""
+    return _blake2b(_dumps([name, distinct_id, insert_id, day]), digest_size=16).digest()
+
+
+def identity_key(parts: list[str]) -> bytes:
+    """A profile's ([$distinct_id]) or group's ([$group_key, $group_id]) identity as a 16-byte digest."""
+    return _blake2b(_dumps(parts), digest_size=16).digest()
 
 
 def _insert_id_problem(insert_id: object) -> str:
@@ -838,7 +857,7 @@ def _classify_update(line: bytes, record: dict[str, Any], kind: Kind) -> Fate:
     # Duplicate keys (see _colons): an integer id made a string adds no colon.
     if out != line and out.count(b":") != _colons(line):
         flags |= DUPLICATE_KEYS
-    key = _blake2b(_dumps(key_parts), digest_size=16).digest()
+    key = identity_key(key_parts)
     return _new_fate(Fate, (kind, _join((out, _NOTHING)), "", key, operation, flags, None, "", value))
 
 

@@ -18,6 +18,7 @@ from transforms.records import (
     REJECTS_ROUTE,
     sort_batch,
 )
+from transforms.privacy import PrivacyConfig
 from transforms.rules import Reason, RuleConfig
 
 # Output tags, read by attribute: outputs.events, outputs.profiles, ...
@@ -35,9 +36,12 @@ SCHEMA_COUNTS = "schema_counts"
 
 
 class _SortBatch(beam.DoFn):
-    def __init__(self, config: RuleConfig, count_types: bool = False) -> None:
+    def __init__(
+        self, config: RuleConfig, privacy: PrivacyConfig | None = None, count_types: bool = False
+    ) -> None:
         super().__init__()
         self._config = config
+        self._privacy = privacy
         self._count_types = count_types
         self._counters = {
             name: Metrics.counter(METRICS_NAMESPACE, name)
@@ -49,7 +53,9 @@ class _SortBatch(beam.DoFn):
 
     def process(self, batch: Batch) -> Iterator[Any]:
         rank, path, offsets, lines = batch
-        result = sort_batch(rank, path, offsets, lines, self._config, self._count_types)
+        result = sort_batch(
+            rank, path, offsets, lines, self._config, self._privacy, count_types=self._count_types
+        )
         for route, records in result.events.items():
             yield route, records
         if result.profiles is not None:
@@ -88,17 +94,26 @@ class ValidateAndSplit(beam.PTransform):
 
     Guarantees: every input line is counted in `tallies["lines"]` and ends in
     exactly one of: blank (counted), events, profiles, groups, rejects.
+
+    With `privacy` (DESIGN.md §7), accepted records come out with its
+    properties dropped and hashed (counted per name in `tallies`), and with
+    its redact_examples, examples hold (source, offset) only.
     """
 
-    def __init__(self, config: RuleConfig, count_types: bool = False) -> None:
+    def __init__(
+        self, config: RuleConfig, privacy: PrivacyConfig | None = None, count_types: bool = False
+    ) -> None:
         super().__init__()
         if not isinstance(config, RuleConfig):
             raise TypeError(f"config must be a RuleConfig, got {type(config).__name__}")
+        if privacy is not None and not isinstance(privacy, PrivacyConfig):
+            raise TypeError(f"privacy must be a PrivacyConfig or None, got {type(privacy).__name__}")
         self._config = config
+        self._privacy = privacy
         self._count_types = bool(count_types)
 
     def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
-        classify = _SortBatch(self._config, self._count_types)
+        classify = _SortBatch(self._config, self._privacy, self._count_types)
         return batches | "ClassifyLines" >> beam.ParDo(classify).with_outputs(
             PROFILES,
             GROUPS,
