@@ -399,3 +399,36 @@ def test_the_readmes_privacy_example_gives_what_the_readme_shows(tmp_path, monke
     s = summary(tmp_path / "prepared")
     assert f'"excluded": {s["output"]["excluded"]}' in section
     assert json.loads(re.search(r'`"privacy": (\{.*\})`', section)[1]) == s["privacy"]
+
+
+def test_excluded_users_are_not_in_the_schema(tmp_path):
+    # _SCHEMA.json counts what was written: a run that excludes a user must
+    # describe exactly what a run on the input without that user's lines does.
+    # "carol" is the only user with a list-typed plan and a "Refund" event.
+    lines = [
+        event("Signup", time=T, distinct_id="alice", plan="free", **{"$insert_id": "s1"}),
+        event("Signup", time=T, distinct_id="carol", plan=["x"], **{"$insert_id": "s2"}),
+        event("Refund", time=T + 5, distinct_id="carol", amount=3, **{"$insert_id": "r1"}),
+        event("Signup", time=T + 9, distinct_id="dave", plan="pro", **{"$insert_id": "s3"}),
+        line({"$distinct_id": "carol", "$set": {"vip": True}}),
+        line({"$distinct_id": "alice", "$set": {"vip": "no"}}),
+    ]
+    kept = [raw for raw in lines if b'"carol"' not in raw]
+    write_input(tmp_path / "all" / "a.ndjson", lines)
+    write_input(tmp_path / "kept" / "a.ndjson", kept)
+    (tmp_path / "deleted.txt").write_text("carol\n")
+    common = ("--reference-time", REF)
+    assert run_cli("--input", str(tmp_path / "all" / "*"), "--output", str(tmp_path / "excluded"),
+                   "--exclude-users", str(tmp_path / "deleted.txt"), *common) == 0
+    assert run_cli("--input", str(tmp_path / "kept" / "*"), "--output", str(tmp_path / "plain"), *common) == 0
+
+    def types_of(out: str) -> dict:
+        schema = json.loads((tmp_path / out / "_SCHEMA.json").read_bytes())
+        return {section: schema[section] for section in ("events", "profiles", "groups", "conflicts")}
+
+    excluded = types_of("excluded")
+    assert excluded == types_of("plain")
+    assert sorted(excluded["events"]) == ["Signup"]
+    assert excluded["events"]["Signup"]["properties"]["plan"]["types"] == {"string": 2}
+    assert excluded["profiles"]["properties"]["vip"]["types"] == {"string": 1}
+    assert summary(tmp_path / "excluded")["output"]["excluded"] == 3

@@ -425,6 +425,12 @@ def document_of(names: Iterable[tuple[SchemaKey, NameTypes]]) -> dict[str, Any]:
     sections: dict[str, NameTypes | None] = {PROFILES: None, GROUPS: None}
     for (section, name), types in names:
         if section == EVENTS:
+            if types.count == 0:
+                # Every record of the name was removed after validation
+                # (--exclude-users): none was written, so the name is not shown.
+                if types.keys or types.other:
+                    raise ValueError(f"event name {name[:40]!r} has no records but has types (a bug)")
+                continue
             events.add(name, types)
         elif sections[section] is None:
             sections[section] = types
