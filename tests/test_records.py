@@ -913,15 +913,23 @@ def test_split_into_files_seeded_random_properties(seed):
 def test_pack_round_trips_and_keeps_the_other_columns(lines):
     batch = (3, list(range(len(lines))), b"k" * 16 * len(lines), lines)
     packed = pack(batch)
-    assert packed[:3] == batch[:3]
-    assert isinstance(packed[3], bytes)
+    rank, keys, frame = packed
+    assert (rank, keys) == (3, batch[2])
+    assert isinstance(frame, bytes)
     assert unpack(packed) == batch
+
+
+def test_pack_keeps_large_and_unordered_offsets():
+    # Offsets are int64 in the frame: beyond 32 bits (a file over 4 GiB) they must survive.
+    offsets = [0, 2**40 + 7, 5, 2**62]
+    batch = (0, offsets, b"", [b"a", b"b", b"c", b"d"])
+    assert unpack(pack(batch)) == batch
 
 
 def test_pack_makes_ndjson_smaller():
     lines = [b'{"event":"Signup","properties":{"distinct_id":"u%d","time":%d}}' % (i, 1_700_000_000 + i)
              for i in range(2_000)]
-    assert len(pack((0, [], b"", lines))[3]) < sum(map(len, lines)) // 4
+    assert len(pack((0, list(range(len(lines))), b"", lines))[2]) < sum(map(len, lines)) // 4
 
 
 def test_pack_refuses_a_raw_newline():
@@ -931,7 +939,7 @@ def test_pack_refuses_a_raw_newline():
 
 def test_pack_and_unpack_from_many_threads_at_once():
     # A Beam worker runs bundles on several threads: each must get its own lines back.
-    batches = [(i, [i], b"", [b'{"t":%d,"pad":"%s"}' % (i, b"p" * (i % 97)) for _ in range(300)])
+    batches = [(i, list(range(i, i + 300)), b"", [b'{"t":%d,"pad":"%s"}' % (i, b"p" * (i % 97)) for _ in range(300)])
                for i in range(64)]
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(lambda b: unpack(pack(b)), batches)) == batches
