@@ -47,7 +47,7 @@ RULES = "classify: rules (Python)"
 SERIALISE = "classify: serialise (orjson.dumps)"
 HASHING = "classify: hashing (BLAKE2b)"
 BOOKKEEPING = "sort_batch / loop bookkeeping, reject lines"
-PACKING = "shard, pack/unpack (zlib level 1)"
+PACKING = "shard, pack/unpack across the shuffle"
 CODERS = "coders & pickling"
 RUNNER = "runner: bundles, buffers, shuffle, DoFn calls"
 DEDUPE = "dedupe (pick latest)"
@@ -287,7 +287,7 @@ def run_cprofile(argv: Sequence[str], plain: bool, dump: str | None) -> Counter[
 
 PER_LINE_WORK = (
     "none", "loads", "plain-classify", "pipeline-classify", "sort-batch",
-    "pack-zlib1", "pack-zstd1", "pack-none",
+    "pack-pipeline", "pack-zlib1", "pack-zstd1", "pack-none",
 )
 
 
@@ -302,18 +302,20 @@ def per_line_work(
     both classifiers, the pipeline's sort_batch (classifier and bookkeeping)
     on batches of 8 MiB, and packing the event lines for the shuffle (pack and
     unpack in batches of 650 lines, about what one 8 MiB batch gives one day)
-    with zlib level 1 (the pipeline's), zstd level 1, or no compression. The
+    with the pipeline's own records.pack and unpack, or with zlib level 1,
+    zstd level 1 or no compression alone (join and split included). The
     per-line figures of the pack items are per event line. "none" does
     nothing: under `valgrind --tool=cachegrind`, `--only NAME` less
     `--only none` counts one item's instructions. Best of `repeat` rounds.
     """
+    import itertools  # noqa: PLC0415
     import time  # noqa: PLC0415
     import zlib  # noqa: PLC0415
 
     import zstandard  # noqa: PLC0415
 
     from benchmarks import plain_loop  # noqa: PLC0415
-    from transforms.records import sort_batch  # noqa: PLC0415
+    from transforms.records import pack, sort_batch, unpack  # noqa: PLC0415
     from transforms.rules import RuleConfig, classify  # noqa: PLC0415
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
@@ -355,12 +357,21 @@ def per_line_work(
         for piece in pieces:
             unpack(pack(newline.join(piece))).split(newline)
 
+    # The pipeline packs offsets with the lines: the lines' byte offsets in one file.
+    piece_offsets = [list(itertools.accumulate((len(line) + 1 for line in piece[:-1]), initial=0))
+                     for piece in pieces]
+
+    def each_packed() -> None:
+        for piece, offsets in zip(pieces, piece_offsets):
+            unpack(pack((0, offsets, b"", piece)))
+
     work = {
         "none": lambda: None,
         "loads": lambda: each(loads),
         "plain-classify": lambda: each(lambda line: plain(line, reference)),
         "pipeline-classify": lambda: each(lambda line: classify(line, config)),
         "sort-batch": lambda: each_batch(lambda b: sort_batch(0, "x", list(range(len(b))), b, config)),
+        "pack-pipeline": lambda: each_packed(),
         "pack-zlib1": lambda: each_piece(lambda b: zlib.compress(b, 1), zlib.decompress),
         "pack-zstd1": lambda: each_piece(zstd_in.compress, zstd_out.decompress),
         "pack-none": lambda: each_piece(lambda b: b, lambda b: b),

@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -22,6 +23,7 @@ from transforms.records import (
     events_route,
     in_upload_order,
     order_for_writing,
+    pack,
     part_name,
     pick_latest,
     line_example,
@@ -32,6 +34,7 @@ from transforms.records import (
     split_batch,
     split_into_files,
     superseded_route,
+    unpack,
 )
 from transforms.rules import classify
 
@@ -899,3 +902,44 @@ def test_split_into_files_seeded_random_properties(seed):
         # Keyed: runs of one identity, identities ascending as order_for_writing leaves them.
         keys = sorted(bytes([rng.randrange(rng.randrange(1, 30))]) * 16 for _ in range(n))
         check_split(lines, keys, max_bytes, split_into_files(lines, keys, max_bytes))
+
+
+# --- pack / unpack: what crosses the shuffle --------------------------------------------------
+@pytest.mark.parametrize(
+    "lines",
+    [[b"{}"], [b""], [b'{"a":"\xc3\xa9\\n"}', b"", b"x" * 70_000], [b'{"n":%d}' % i for i in range(5_000)]],
+    ids=["one", "one_empty", "escaped_newline_and_large", "many"],
+)
+def test_pack_round_trips_and_keeps_the_other_columns(lines):
+    batch = (3, list(range(len(lines))), b"k" * 16 * len(lines), lines)
+    packed = pack(batch)
+    rank, keys, frame = packed
+    assert (rank, keys) == (3, batch[2])
+    assert isinstance(frame, bytes)
+    assert unpack(packed) == batch
+
+
+def test_pack_keeps_large_and_unordered_offsets():
+    # Offsets are int64 in the frame: beyond 32 bits (a file over 4 GiB) they must survive.
+    offsets = [0, 2**40 + 7, 5, 2**62]
+    batch = (0, offsets, b"", [b"a", b"b", b"c", b"d"])
+    assert unpack(pack(batch)) == batch
+
+
+def test_pack_makes_ndjson_smaller():
+    lines = [b'{"event":"Signup","properties":{"distinct_id":"u%d","time":%d}}' % (i, 1_700_000_000 + i)
+             for i in range(2_000)]
+    assert len(pack((0, list(range(len(lines))), b"", lines))[2]) < sum(map(len, lines)) // 4
+
+
+def test_pack_refuses_a_raw_newline():
+    with pytest.raises(ValueError, match="raw newline"):
+        pack((0, [0], b"", [b"a\nb"]))
+
+
+def test_pack_and_unpack_from_many_threads_at_once():
+    # A Beam worker runs bundles on several threads: each must get its own lines back.
+    batches = [(i, list(range(i, i + 300)), b"", [b'{"t":%d,"pad":"%s"}' % (i, b"p" * (i % 97)) for _ in range(300)])
+               for i in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda b: unpack(pack(b)), batches)) == batches

@@ -18,17 +18,29 @@ RouteBatch = tuple[str, RecordBatch]
 ShardKey = tuple[str, int]
 
 
-def _route_size(element: RouteBatch) -> tuple[str, int]:
+# A batch packed where it is made, with the uncompressed size of its lines.
+SizedPackedBatch = tuple[str, int, PackedBatch]
+
+
+def _pack_with_size(element: RouteBatch) -> SizedPackedBatch:
     route, batch = element
-    return route, batch_bytes(batch)
+    return route, batch_bytes(batch), pack(batch)
+
+
+def _route_size(element: SizedPackedBatch) -> tuple[str, int]:
+    route, size, _ = element
+    return route, size
 
 
 def _key_by_shard(
-    element: RouteBatch, route_bytes: dict[str, int], target_bytes: int
+    element: SizedPackedBatch, route_bytes: dict[str, int], target_bytes: int
 ) -> Iterator[tuple[ShardKey, PackedBatch]]:
-    route, batch = element
+    route, _, packed = element
     shards = shard_count(route_bytes[route], target_bytes)
-    for shard, part in split_batch(batch, shards).items():
+    if shards == 1:  # most routes: the batch crosses as it was packed
+        yield (route, 0), packed
+        return
+    for shard, part in split_batch(unpack(packed), shards).items():
         yield (route, shard), pack(part)
 
 
@@ -74,13 +86,17 @@ class GroupIntoShards(beam.PTransform):
         if self._single_shard:
             keyed = batches | "KeyBySingleShard" >> beam.Map(_key_by_single_shard)
             return keyed | "GroupShards" >> beam.GroupByKey() | "UnpackShards" >> beam.Map(_unpack_all)
+        # Packed first, in the stage that makes the batches: KeyByShard waits
+        # for the sizes (a side input), so the runner stores its whole input
+        # until then, and packed it is several times smaller.
+        packed = batches | "PackBatches" >> beam.Map(_pack_with_size)
         route_bytes = (
-            batches
+            packed
             | "MeasureBatches" >> beam.Map(_route_size)
             | "SumPerRoute" >> beam.CombinePerKey(sum)
         )
         return (
-            batches
+            packed
             | "KeyByShard"
             >> beam.FlatMap(
                 _key_by_shard,
