@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.report import format_headline  # noqa: PLC0415
     from pipeline.schema import read_schema  # noqa: PLC0415
     from pipeline.summary import read_summary  # noqa: PLC0415
-    from transforms.read import InputError  # noqa: PLC0415
+    from pipeline.inputs import InputError  # noqa: PLC0415
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:

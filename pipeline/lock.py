@@ -43,7 +43,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
 from transforms import os_error_text, read_all
-from transforms.stores import StoreError, _gcs_call, _gcs_client, _s3_call, _s3_client, _split
+from pipeline.stores import StoreError, _gcs_call, _gcs_client, _s3_call, _s3_client, _split
 
 _LOG = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from apache_beam.options.pipeline_options_validator import PipelineOptionsValida
 from apache_beam.runners.runner import PipelineRunner, create_runner
 from apache_beam.transforms.environments import PythonLoopbackEnvironment
 
+from pipeline.inputs import UPLOAD_ORDERS
 from transforms.privacy import name_problem
-from transforms.read import UPLOAD_ORDERS
 from transforms.rules import MAX_REFERENCE_TIME
 from transforms.write import COMPRESSIONS
 

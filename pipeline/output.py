@@ -13,10 +13,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
-from transforms import os_error_text, read_all
 from pipeline.lock import LOCK_FILE, Holder, LockError, OutputLock
+from pipeline.stores import PROBE_PREFIX, StoreError, list_objects, probe_writable
+from transforms import os_error_text, read_all
+from transforms.read import is_object_store
 from transforms.records import is_part_file
-from transforms.stores import PROBE_PREFIX, StoreError, is_object_store, list_objects, probe_writable
 from transforms.write import TEMP_FOLDER
 
 _LOG = logging.getLogger(__name__)

@@ -29,16 +29,18 @@ from pipeline.options import (
     parse_runner,
     refuse_unknown_arguments,
 )
+from pipeline.inputs import select_inputs
 from pipeline.lock import OutputLock, held_locks
 from pipeline.output import prepare_output
 from pipeline.placeholders import PlaceholderError, resolve, resolve_all
 from pipeline.privacy import plan_privacy
 from pipeline.schema import CollectSchema, read_previous_schema
+from pipeline.stores import opener_factory
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
 from transforms.dedupe import DeduplicateEvents
 from transforms.exclude import ExcludeUsers
 from transforms.privacy import exclusion_buckets
-from transforms.read import InputFile, ReadRawLines, select_inputs
+from transforms.read import InputFile, ReadRawLines
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
 from transforms.validate import ValidateAndSplit
@@ -172,8 +174,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     # the events once more before the shuffle. A function of the input alone,
     # so the output stays the same on every runner.
     single_shard = estimated_bytes(files) <= max_file_bytes
+    # gs:// and s3:// objects are read on the workers by store clients made
+    # from the pipeline's options (credentials, --s3_endpoint_url, …).
+    open_objects = opener_factory(options)
     read = pipeline | "ReadRawLines" >> ReadRawLines(
-        files, own.range_bytes, own.skip_unreadable_files
+        files, own.range_bytes, own.skip_unreadable_files, open_objects
     )
     # With --skip-unreadable-files, files that could not be read to their end
     # come out beside the lines, for the summary.
@@ -188,7 +193,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
     if privacy.deletion_list:
         buckets = exclusion_buckets(estimated_bytes(privacy.deletion_list), estimated_bytes(files))
         kept = {"events": events, "profiles": profiles} | "ExcludeUsers" >> ExcludeUsers(
-            privacy.deletion_list, own.range_bytes, buckets, privacy.list_key, COLLECT_SCHEMA
+            privacy.deletion_list, own.range_bytes, buckets, privacy.list_key, COLLECT_SCHEMA, open_objects
         )
         events, profiles = kept["events"], kept["profiles"]
         exclusion_tallies, exclusion_counts = [kept["tallies"]], [kept["schema_counts"]]

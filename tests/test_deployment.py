@@ -21,7 +21,7 @@ import pins as pins_module
 from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve
 from pipeline.run import make_options
-from transforms.read import UPLOAD_ORDERS
+from pipeline.inputs import UPLOAD_ORDERS
 from transforms.write import COMPRESSIONS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -30,7 +30,8 @@ from pipeline.cli import file_access_problem
 from pipeline.summary import _FinishRun
 from transforms import FileAccessError
 from transforms.ranges import FileRange, plan_ranges
-from transforms.read import UNREADABLE, UnreadableFile, _ReadRange, match_inputs
+from pipeline.inputs import match_inputs
+from transforms.read import UNREADABLE, UnreadableFile, _ReadRange
 from transforms.records import order_for_writing, part_name
 from transforms.write import TEMP_FOLDER, _NameFiles, _WriteShard, temp_root
 

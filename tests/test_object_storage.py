@@ -39,9 +39,10 @@ from emulators import s3_server as start_s3_server
 import pipeline.run
 from pipeline.run import run as run_pipeline
 from test_end_to_end import REF, T_DAY1, T_DAY2, _mixed_corpus, ev
-from transforms import stores
+from pipeline import stores
+from pipeline.inputs import match_inputs
 from transforms.ranges import iter_line_batches, plan_ranges
-from transforms.read import ReadRawLines, match_inputs
+from transforms.read import ReadRawLines
 
 T0 = 1_719_835_200  # 2024-07-01T12:00:00Z: a summer time, where BEAM_NOTES 6 bites
 S3_KEYS = ["--s3_access_key_id", "testing", "--s3_secret_access_key", "testing"]
@@ -481,7 +482,7 @@ def test_a_large_object_is_read_in_ranges_by_chunks_and_seeks(store):
     pipeline = beam.Pipeline(runner="FnApiRunner", options=PipelineOptions(store.args))
     counted = (
         pipeline
-        | ReadRawLines(files, range_bytes=1 << 20)
+        | ReadRawLines(files, range_bytes=1 << 20, open_objects=stores.opener_factory(PipelineOptions(store.args)))
         | beam.Map(lambda batch: len(batch[3]))
         | beam.CombineGlobally(sum)
     )
