@@ -1,4 +1,5 @@
-"""The README's promises that code can check: reason examples, options, quick start, the schema excerpt."""
+"""The docs' promises that code can check: the README's reason examples, options and quick start,
+the schema page's excerpt and drift illustration."""
 
 import codecs
 import re
@@ -11,7 +12,10 @@ from pipeline.options import OWN_OPTIONS
 from transforms.rules import Kind, Reason, RuleConfig, classify
 from transforms.schema import drift_counts
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+README_PATH = REPO / "README.md"
+README = README_PATH.read_text(encoding="utf-8")
+DOCS = REPO / "docs"
+SCHEMA_PAGE = (DOCS / "schema.md").read_text(encoding="utf-8")
 CONFIG = RuleConfig(reference_time=1706745600)  # 2024-02-01T00:00:00Z
 _ROW = re.compile(r"^\| `([a-z0-9_]+)` \| [^|]+ \| `(\{.*\}|\[.*\])`", re.MULTILINE)
 
@@ -65,7 +69,7 @@ def _subset(excerpt, actual, where="") -> None:
 
 
 def test_the_schema_excerpt_is_part_of_the_samples_real_schema(tmp_path):
-    block = README.split("<!-- schema-excerpt:", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    block = SCHEMA_PAGE.split("<!-- schema-excerpt:", 1)[1].split("```json", 1)[1].split("```", 1)[0]
     excerpt = orjson.loads(block)
     out = tmp_path / "out"
     assert run_cli("--input", str(SAMPLE / "*"), "--output", str(out), "--reference-time", "2024-02-01T00:00:00Z") == 0
@@ -77,8 +81,8 @@ def test_the_schema_excerpt_is_part_of_the_samples_real_schema(tmp_path):
 
 
 def test_the_drift_illustration_has_the_shape_drift_writes():
-    block = README.split("### Drift", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    block = SCHEMA_PAGE.split("## Drift", 1)[1].split("```json", 1)[1].split("```", 1)[0]
     drift = orjson.loads("{" + block + "}")["drift"]
     assert sorted(drift) == ["new_events", "new_properties", "removed_events", "removed_properties", "type_changes"]
     assert drift_counts(drift) == "1 new event, 1 new property, 1 type change"
-    assert "schema drift    " + drift_counts(drift) in README
+    assert "schema drift    " + drift_counts(drift) in SCHEMA_PAGE
