@@ -82,7 +82,7 @@ class Buckets:
         return sorted(blob.name for blob in self.client.list_blobs(bucket))
 
     def dataflow_args(self, *extra: str) -> list[str]:
-        """What a DataflowRunner launch from the README passes besides the paths."""
+        """What a DataflowRunner launch from docs/dataflow.md passes besides the paths."""
         return [
             "--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
             "--temp_location", f"gs://{self.dataflow}/tmp", "--sdk_container_image", IMAGE, *extra,
@@ -141,13 +141,13 @@ def _flags(args: list[str]) -> set[str]:
 
 
 def _dry_run_args(buckets: Buckets, job_file: Path) -> list[str]:
-    """The README's dry-run command, on this test's buckets."""
+    """The dry-run command of docs/dataflow.md, on this test's buckets."""
     return [*buckets.dataflow_args("--dry_run=True", f"--dataflow_job_file={job_file}"),
             "--input", f"gs://{buckets.raw}/events/{{date-1}}/**",
             "--output", f"gs://{buckets.prepared}/mixpanel/{{date-1}}", "--run_date", "2024-03-01"]
 
 
-def test_the_readmes_dry_run_command_is_the_one_tested_here(tmp_path):
+def test_the_docs_dry_run_command_is_the_one_tested_here(tmp_path):
     from test_deployment import _cli_commands_in_docs  # noqa: PLC0415
 
     (command,) = [c for c in _cli_commands_in_docs() if "--dry_run=True" in c]
@@ -255,9 +255,9 @@ def _cloud_scheduler_launch(buckets: Buckets) -> tuple[list[str], dict]:
 
 
 def _data_pipelines_launch(buckets: Buckets) -> tuple[list[str], dict]:
-    """The README's Data Pipelines schedule as the launcher gets it (its parameters, no run date)."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    command = readme.split("gcloud beta datapipelines pipeline create", 1)[1].split("```", 1)[0]
+    """The Data Pipelines schedule of docs/scheduling.md as the launcher gets it (its parameters, no run date)."""
+    page = (REPO / "docs" / "scheduling.md").read_text(encoding="utf-8")
+    command = page.split("gcloud beta datapipelines pipeline create", 1)[1].split("```", 1)[0]
     (value,) = re.findall(r'--parameters="([^"]+)"', command)
     value = value.replace("$RAW", buckets.raw).replace("$PREPARED", buckets.prepared).replace("$IMAGE", IMAGE)
     args = [f"--{pair}" for pair in value.split(",")]
@@ -266,7 +266,7 @@ def _data_pipelines_launch(buckets: Buckets) -> tuple[list[str], dict]:
 
 
 @pytest.mark.parametrize("schedule", [_cloud_scheduler_launch, _data_pipelines_launch],
-                         ids=["cloud_scheduler_body", "readme_data_pipelines"])
+                         ids=["cloud_scheduler_body", "docs_data_pipelines"])
 def test_a_scheduled_launch_builds_the_job_for_the_day_before_the_launch(buckets, tmp_path, schedule):
     """Without run_date, the run date is the UTC date at launch: {date-1} is the day before."""
     now = datetime.now(timezone.utc).date()

@@ -30,7 +30,9 @@ METADATA = json.loads((REPO / "metadata.json").read_text(encoding="utf-8"))
 PARAMS = {p["name"]: p for p in METADATA["parameters"]}
 DAG_FILE = REPO / "scheduling" / "airflow_dag.py"
 LAUNCH_BODY = REPO / "scheduling" / "flex_template_launch.json"
-DOCS = REPO / "README.md"
+# The pages that show commands: the README and docs/ (Dataflow, scheduling, privacy, …).
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SCHEDULING_DOC = REPO / "docs" / "scheduling.md"
 REQUIRED = ("input", "output")  # check_options refuses a run without them
 # Beam options that metadata.json declares too (the console only shows declared
 # parameters); the launcher refuses a Dataflow launch without the worker image.
@@ -475,11 +477,11 @@ def test_the_schedules_compare_each_day_with_the_schema_of_the_day_before():
     _previous_day_schema(_dag_constants()["PARAMETERS"], "airflow_dag.py")
     body = json.loads(LAUNCH_BODY.read_text(encoding="utf-8"))
     _previous_day_schema(body["launchParameter"]["parameters"], LAUNCH_BODY.name)
-    # The Data Pipelines schedule in the README passes it the same way.
-    (line,) = [line for line in DOCS.read_text(encoding="utf-8").splitlines()
+    # The Data Pipelines schedule in docs/scheduling.md passes it the same way.
+    (line,) = [line for line in SCHEDULING_DOC.read_text(encoding="utf-8").splitlines()
                if "datapipelines" not in line and "previous_schema=" in line and "--parameters=" in line]
     values = dict(item.split("=", 1) for item in line.split("--parameters=", 1)[1].strip('"').split(","))
-    _previous_day_schema({k: v.replace("$PREPARED", "prepared") for k, v in values.items()}, "README")
+    _previous_day_schema({k: v.replace("$PREPARED", "prepared") for k, v in values.items()}, SCHEDULING_DOC.name)
 
 
 def test_the_launcher_passes_fail_on_type_change_as_a_switch(launcher):
@@ -488,10 +490,15 @@ def test_the_launcher_passes_fail_on_type_change_as_a_switch(launcher):
     assert "--fail_on_type_change" not in launcher.command_line(["--fail_on_type_change=false", IMAGE])
 
 
+def _docs_lines() -> list[str]:
+    """Every line of every page of the docs."""
+    return [line for page in DOCS for line in page.read_text(encoding="utf-8").splitlines()]
+
+
 def _docs_parameters() -> set[str]:
     """Names given to `--parameters` anywhere in the docs (both gcloud syntaxes)."""
     names = set()
-    for line in DOCS.read_text(encoding="utf-8").splitlines():
+    for line in _docs_lines():
         for rest in line.split("--parameters")[1:]:
             (value, *_) = shlex.split(rest.lstrip("= ").rstrip("\\ ")) or [""]
             names |= {m[1] for m in map(re.compile(r"([a-z_]+)=").match, value.split(",")) if m}
@@ -502,13 +509,13 @@ def test_the_docs_only_pass_real_parameters():
     named = _docs_parameters()
     assert {"input", "output", "run_date", "overwrite", "sdk_container_image"} <= named
     unknown = named - set(PARAMS) - set(BEAM_PARAMETERS)
-    assert not unknown, f"README.md passes parameters the template lacks: {sorted(unknown)}"
+    assert not unknown, f"the docs pass parameters the template lacks: {sorted(unknown)}"
 
 
 def _cli_commands_in_docs() -> list[str]:
     """The `cloud-import-prep …` commands of the docs, continuation lines joined."""
     commands, current = [], None
-    for line in DOCS.read_text(encoding="utf-8").splitlines():
+    for line in _docs_lines():
         stripped = line.strip()
         if current is None and re.match(r"(\.venv/bin/)?cloud-import-prep |docker run .*:local", stripped):
             current = ""

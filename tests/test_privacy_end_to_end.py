@@ -375,14 +375,14 @@ def test_a_missing_key_object_is_refused_in_one_line(store, files, capsys):
     assert list(store.read_all("")) == ["in/a.ndjson"]
 
 
-# --- the README's worked example -------------------------------------------------------------
+# --- the worked example of docs/privacy.md --------------------------------------------------
 
 
-def test_the_readmes_privacy_example_gives_what_the_readme_shows(tmp_path, monkeypatch):
+def test_the_docs_privacy_example_gives_what_the_page_shows(tmp_path, monkeypatch):
     from test_deployment import _cli_commands_in_docs  # noqa: PLC0415
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Privacy\n", 1)[1].split("\n## ", 1)[0]
+    page = (Path(__file__).parent.parent / "docs" / "privacy.md").read_text(encoding="utf-8")
+    section = page.split("\n## A worked example\n", 1)[1].split("\n## ", 1)[0]
     (given, setup, shown) = re.findall(r"```(?:ndjson|sh)\n(.*?)```", section, re.S)
     write_input(tmp_path / "raw" / "export.ndjson", [x.encode() for x in given.splitlines()])
     for command in setup.splitlines()[:2]:  # the key and the list

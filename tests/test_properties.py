@@ -236,7 +236,7 @@ def test_an_accepted_line_is_a_fixed_point_of_the_rules(line, config):
 def test_time_unit_ms_before_1973_is_the_documented_limit_of_idempotence():
     """DESIGN.md reads |t| >= 1e11 as milliseconds, so --time-unit ms writes times before
     1973-03-03T09:46:40Z as numbers that read back as seconds (Mixpanel reads them the same
-    way). The README's Guarantees say so; this pins exactly what happens."""
+    way). docs/guarantees.md says so; this pins exactly what happens."""
     line = orjson.dumps({"event": "e", "properties": {"time": 40_000_000, "distinct_id": "u", "$insert_id": "a"}})
     first = classify(line, CONFIG_MS)
     assert first.kind == Kind.EVENT
