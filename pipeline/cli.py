@@ -146,14 +146,14 @@ def main(argv: Sequence[str] | None = None, *, collect_schema: bool = True) -> i
                 beam_logger.addFilter(quiet())
     _stop_on_signals()
     # Beam is imported only now, under UTC.
+    from pipeline.inputs import InputError  # noqa: PLC0415
     from pipeline.options import UsageError  # noqa: PLC0415
     from pipeline.output import OutputError  # noqa: PLC0415
     from pipeline.plan import plan_launch  # noqa: PLC0415
-    from pipeline.run import SubmitError, launch  # noqa: PLC0415
     from pipeline.report import format_headline  # noqa: PLC0415
+    from pipeline.run import SubmitError, launch  # noqa: PLC0415
     from pipeline.schema import read_schema  # noqa: PLC0415
     from pipeline.summary import read_summary  # noqa: PLC0415
-    from pipeline.inputs import InputError  # noqa: PLC0415
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:

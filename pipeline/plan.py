@@ -108,7 +108,7 @@ def make_options(argv: Sequence[str], today: date) -> PipelineOptions:
     # refused offline.
     check_remote_runner(options, created)
     check_beam_options(options, created)
-    if given is not None and runner != given:
+    if given is not None and runner != given:  # DirectRunner given
         _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", runner)
     return options
 
