@@ -11,8 +11,8 @@ in a fresh child process and interleaved (the order rotates from run to run):
   pipeline-mp2  the same with --direct_running_mode=multi_processing
                 --direct_num_workers=2 (two local worker processes);
   pipeline-no-schema  the pipeline in one process built without the schema
-                report (_SCHEMA.json; pipeline.run.COLLECT_SCHEMA set off in the
-                child, the tool has no option for it): what the schema costs.
+                report (_SCHEMA.json; the child calls cli.main(collect_schema=False):
+                the tool has no option for it): what the schema costs.
 
 It prints per run and as medians: wall time, CPU time (user + system, worker
 processes included), lines/s, MB/s of uncompressed input, peak RSS (the whole
@@ -65,10 +65,7 @@ PIPELINE = "pipeline"
 PIPELINE_MP2 = "pipeline-mp2"
 WITHOUT_SCHEMA = "pipeline-no-schema"
 IMPLEMENTATIONS = (PLAIN_LOOP, REFERENCE, PIPELINE, PIPELINE_MP2, WITHOUT_SCHEMA)
-_NO_SCHEMA_MAIN = (
-    "import sys; from pipeline import cli; cli._use_utc(); import pipeline.run as r; "
-    "r.COLLECT_SCHEMA = False; sys.exit(cli.main())"
-)
+_NO_SCHEMA_MAIN = "import sys; from pipeline import cli; sys.exit(cli.main(collect_schema=False))"
 YARDSTICKS = (PLAIN_LOOP, REFERENCE)
 PIPELINES = (PIPELINE, PIPELINE_MP2)
 MULTI_PROCESSING_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")

@@ -41,7 +41,9 @@ from emulators import gcs_emulator  # noqa: E402
 
 from pipeline.options import DEFAULT_RANGE_BYTES  # noqa: E402
 from transforms.ranges import plan_ranges  # noqa: E402
-from transforms.read import _RangeReader, match_inputs  # noqa: E402
+from pipeline.inputs import match_inputs  # noqa: E402
+from pipeline.stores import opener_factory  # noqa: E402
+from transforms.read import _RangeReader  # noqa: E402
 
 MB = 1_000_000
 
@@ -71,7 +73,7 @@ def read_all(path: str, size: int, range_bytes: int) -> int:
     """Reads every line of `path` range by range, as the pipeline does; returns the count."""
     (listed,) = match_inputs([path])
     assert listed.size == size
-    reader = _RangeReader()
+    reader = _RangeReader(opener_factory(None))
     count = 0
     for file_range in plan_ranges(0, path, size, False, range_bytes, listed.version):
         for _offsets, lines in reader.batches(file_range):

@@ -1,4 +1,4 @@
-"""Cloud Import Prep: options, entry point and run summary of the pipeline."""
+"""Cloud Import Prep's launch side: options, the launch plan, the entry point and the run summary."""
 
 TOOL_NAME = "cloud-import-prep"
 __version__ = "0.1.0"

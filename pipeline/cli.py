@@ -121,7 +121,7 @@ def _use_utc() -> None:
         time.tzset()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, collect_schema: bool = True) -> int:
     """Runs the pipeline; returns the process exit status.
 
     0: the run passed its checks. 1: it ran but failed its checks (books do
@@ -129,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     file it could not read or write (one line on stderr names it). 2: the
     command line, the input or the output location was refused before any work.
     Any other error is a bug, and shown as a traceback.
+
+    Args:
+      argv: the command line, without the program's name; default sys.argv[1:].
+      collect_schema: build the job without the schema report when False. No
+        flag sets it: benchmarks/bench.py does, to measure what the schema costs.
     """
     _use_utc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -141,13 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 beam_logger.addFilter(quiet())
     _stop_on_signals()
     # Beam is imported only now, under UTC.
-    from pipeline.options import PrepOptions, UsageError  # noqa: PLC0415
+    from pipeline.inputs import InputError  # noqa: PLC0415
+    from pipeline.options import UsageError  # noqa: PLC0415
     from pipeline.output import OutputError  # noqa: PLC0415
-    from pipeline.run import SubmitError, launch, make_options  # noqa: PLC0415
+    from pipeline.plan import plan_launch  # noqa: PLC0415
     from pipeline.report import format_headline  # noqa: PLC0415
+    from pipeline.run import SubmitError, launch  # noqa: PLC0415
     from pipeline.schema import read_schema  # noqa: PLC0415
     from pipeline.summary import read_summary  # noqa: PLC0415
-    from transforms.read import InputError  # noqa: PLC0415
 
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:
@@ -156,14 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(help_text("cloud-import-prep"))
         return EXIT_OK
     try:
-        # Options are made once: the {date} placeholders in the paths resolve once.
-        options = make_options(args)
-        result, lock = launch(options)  # in-process runners run the whole job here
-        own = options.view_as(PrepOptions)
-        if lock is None:
-            return _dry_run(result, options)
+        # Planned once: the {date} placeholders, the reference time and the
+        # run id come from one reading of the clock.
+        plan = plan_launch(args, collect_schema=collect_schema)
+        result = launch(plan)  # in-process runners run the whole job here
+        own = plan.own
+        if plan.lock is None:
+            return _dry_run(result, plan.options)
         if not own.wait:
-            lock.detach()  # the job's last step removes it
+            plan.lock.detach()  # the job's last step removes it
             print(f"cloud-import-prep: job submitted; its summary will be {own.output.rstrip('/')}/_SUMMARY.json")
             return EXIT_OK
         state = result.wait_until_finish()

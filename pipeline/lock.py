@@ -11,7 +11,7 @@ create-if-absent, so two runs cannot both take it:
 - gs://: an upload with `ifGenerationMatch=0` (absent) or the generation read
   (replace); s3://: a put with `If-None-Match: *` or `If-Match: <ETag>`.
   Other Beam filesystems have no such write: there the lock is checked, then
-  written (see _BeamLockFile).
+  written (pipeline/lock_files.py holds these operations).
   Whether the holder still lives is read from the lock: on the same machine
   by its process (pid and start time, which no other process can share), from
   another machine by its heartbeat, which the launcher refreshes every
@@ -43,7 +43,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
 from transforms import os_error_text, read_all
-from transforms.stores import StoreError, _gcs_call, _gcs_client, _s3_call, _s3_client, _split
+from pipeline.lock_files import LockFile, lock_file
+from pipeline.stores import StoreError
 
 _LOG = logging.getLogger(__name__)
 
@@ -159,151 +160,6 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# --- The stores' atomic operations ----------------------------------------------------------
-
-
-class _ObjectLockFile:
-    """Create-if-absent, compare-and-replace and compare-and-delete of one gs:// or s3:// object.
-
-    `version` is a GCS generation or an S3 ETag; every write returns the new one.
-    """
-
-    def __init__(self, url: str, options: PipelineOptions | None) -> None:
-        self.url = url
-        scheme, self._bucket, self._key = _split(url)
-        self._gcs = scheme == "gs"
-        options = options or PipelineOptions()
-        self._client = _gcs_client(options) if self._gcs else _s3_client(options)
-
-    def read(self) -> tuple[bytes, Any] | None:
-        if self._gcs:
-            from google.api_core import exceptions as api  # noqa: PLC0415
-
-            def gcs_read() -> tuple[bytes, Any] | None:
-                blob = self._client.bucket(self._bucket).get_blob(self._key)
-                if blob is None:
-                    return None
-                generation = blob.generation  # (a download resets it from headers some servers omit)
-                try:
-                    return blob.download_as_bytes(if_generation_match=generation), generation
-                except (api.NotFound, api.PreconditionFailed):
-                    return gcs_read()  # replaced or removed between the two requests: look again
-
-            return _gcs_call(self._client, self.url, "read", gcs_read)  # type: ignore[no-any-return]
-        from botocore import exceptions as boto  # noqa: PLC0415
-
-        def s3_read() -> tuple[bytes, Any] | None:
-            try:
-                got = self._client.get_object(Bucket=self._bucket, Key=self._key)
-            except boto.ClientError as err:
-                if _s3_code(err) in ("NoSuchKey", "404"):
-                    return None
-                raise
-            return got["Body"].read(), got["ETag"]
-
-        return _s3_call(self.url, "read", s3_read)  # type: ignore[no-any-return]
-
-    def write(self, data: bytes, version: Any | None) -> Any | None:
-        """Writes if the object is absent (version None) or still at `version`; None if not."""
-        if self._gcs:
-            from google.api_core import exceptions as api  # noqa: PLC0415
-
-            def gcs_write() -> Any | None:
-                blob = self._client.bucket(self._bucket).blob(self._key)
-                try:
-                    blob.upload_from_string(
-                        data, content_type="application/json", if_generation_match=version or 0
-                    )
-                except api.PreconditionFailed:  # (a NotFound here is a missing bucket)
-                    return None
-                return blob.generation
-
-            return _gcs_call(self._client, self.url, "write", gcs_write)
-        from botocore import exceptions as boto  # noqa: PLC0415
-
-        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
-
-        def s3_write() -> Any | None:
-            try:
-                put = self._client.put_object(Bucket=self._bucket, Key=self._key, Body=data, **condition)
-            except boto.ClientError as err:
-                if _s3_code(err) in _S3_CONDITION_FAILED:
-                    return None
-                raise
-            return put["ETag"]
-
-        return _s3_call(self.url, "write", s3_write)
-
-    def delete(self, version: Any) -> bool:
-        """Deletes the object if it is still at `version`; False if not."""
-        if self._gcs:
-            from google.api_core import exceptions as api  # noqa: PLC0415
-
-            def gcs_delete() -> bool:
-                try:
-                    self._client.bucket(self._bucket).blob(self._key).delete(if_generation_match=version)
-                except (api.PreconditionFailed, api.NotFound):
-                    return False
-                return True
-
-            return _gcs_call(self._client, self.url, "delete", gcs_delete)  # type: ignore[no-any-return]
-        from botocore import exceptions as boto  # noqa: PLC0415
-
-        def s3_delete() -> bool:
-            try:
-                self._client.delete_object(Bucket=self._bucket, Key=self._key, IfMatch=version)
-            except boto.ClientError as err:
-                if _s3_code(err) in _S3_CONDITION_FAILED:
-                    return False
-                raise
-            return True
-
-        return _s3_call(self.url, "delete", s3_delete)  # type: ignore[no-any-return]
-
-
-class _BeamLockFile:
-    """The same operations through Beam's filesystems, for other schemes (hdfs://, …).
-
-    Beam offers no conditional write: each condition is checked, then the
-    write made, so two runs starting within the same instant are not kept
-    apart there. The version is the content itself.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def read(self) -> tuple[bytes, Any] | None:
-        if not FileSystems.exists(self.url):
-            return None
-        with FileSystems.open(self.url, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = read_all(handle)
-        return data, data
-
-    def write(self, data: bytes, version: Any | None) -> Any | None:
-        found = self.read()
-        if (found[1] if found is not None else None) != version:
-            return None
-        with FileSystems.create(self.url, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            handle.write(data)
-        return data
-
-    def delete(self, version: Any) -> bool:
-        found = self.read()
-        if found is None or found[1] != version:
-            return False
-        FileSystems.delete([self.url])
-        return True
-
-
-# What S3 answers when a condition fails: 412, or 409 when a concurrent
-# conditional write won; a missing object for If-Match.
-_S3_CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404")
-
-
-def _s3_code(err: Any) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
 # --- The lock a run holds ---------------------------------------------------------------------
 
 _HELD: "set[OutputLock]" = set()  # locks this process holds, for the signal handlers' clean-up
@@ -325,7 +181,7 @@ class OutputLock:
         self.path = FileSystems.join(output, LOCK_FILE)
         self.holder = holder
         self.taken_from = taken_from
-        self._store: _ObjectLockFile | _BeamLockFile | None = None
+        self._store: LockFile | None = None
         self._version: Any = None
         self._fd: int | None = None
         self._created: list[str] = []  # local folders made for the lock, deepest first
@@ -416,8 +272,7 @@ class OutputLock:
             raise
 
     def _acquire_object(self, overwrite: bool, options: PipelineOptions | None, now: float) -> None:
-        scheme = FileSystems.get_scheme(self.output)
-        self._store = _ObjectLockFile(self.path, options) if scheme in ("gs", "s3") else _BeamLockFile(self.path)
+        self._store = lock_file(self.path, options)
         for _ in range(_ATTEMPTS):
             version = self._store.write(self.holder.to_bytes(), None)
             if version is not None:

@@ -2,32 +2,19 @@
 
 
 import argparse
-import copy
 import difflib
 import math
 import re
-import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import (
-    GoogleCloudOptions,
-    PipelineOptions,
-    PortableOptions,
-    StandardOptions,
-    TestOptions,
-    WorkerOptions,
-    _BeamArgumentParser,
-)
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, _BeamArgumentParser
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
-from apache_beam.runners.runner import PipelineRunner, create_runner
-from apache_beam.transforms.environments import PythonLoopbackEnvironment
 
+from pipeline.inputs import UPLOAD_ORDERS
 from transforms.privacy import name_problem
-from transforms.read import UPLOAD_ORDERS
 from transforms.rules import MAX_REFERENCE_TIME
 from transforms.write import COMPRESSIONS
 
@@ -357,151 +344,6 @@ def refuse_unknown_arguments(argv: Sequence[str]) -> None:
         f"unexpected argument {arg!r}: it is neither an option nor the value of one "
         "(quote --input patterns, or the shell expands them into several words)"
     )
-
-
-def create_checked_runner(name: str) -> PipelineRunner:
-    """The runner `--runner NAME` stands for, created as Beam's Pipeline creates it.
-
-    Raises:
-      UsageError: Beam knows no runner of that name, or cannot load it.
-    """
-    try:
-        runner = create_runner(name)
-    except ValueError:
-        known = StandardOptions.KNOWN_RUNNER_NAMES
-        # Compared without the "Runner" every name ends in, which would make
-        # any *Runner look close.
-        stems = {k.lower().removesuffix("runner"): k for k in known}
-        close = difflib.get_close_matches(name.lower().removesuffix("runner"), list(stems), n=1)
-        hint = f" (did you mean {stems[close[0]]}?)" if close else ""
-        raise UsageError(
-            f"--runner {name!r} is not a runner Beam knows{hint}; use one of "
-            f"{', '.join(known)}, or the module path of a PipelineRunner class"
-        ) from None
-    except (ImportError, AttributeError, TypeError) as err:
-        # A module path that does not lead to a runner class Beam can create.
-        raise UsageError(f"--runner {name!r} cannot be loaded: {err}") from None
-    if not isinstance(runner, PipelineRunner):
-        raise UsageError(f"--runner {name!r} is not a PipelineRunner class")
-    return runner
-
-
-def check_beam_options(options: PipelineOptions, runner: PipelineRunner) -> None:
-    """Runs Beam's own option checks for `runner`, as Pipeline() runs them.
-
-    On a copy: Beam's checks also fill in defaults (Dataflow's staging
-    location, for one), which are Pipeline()'s to set when the job is built.
-
-    Raises:
-      UsageError: with Beam's findings (a missing --project, an invalid
-        --job_name, num_workers above max_num_workers, ...), on one line.
-    """
-    errors = PipelineOptionsValidator(copy.deepcopy(options), runner).validate()
-    if errors:
-        found = "; ".join(" ".join(str(e).split()).rstrip(".") for e in errors)
-        raise UsageError(f"Beam refuses these options for {type(runner).__name__}: {found}")
-
-
-# --dry_run is a string option in Beam, and Beam takes any non-empty value,
-# "False" included, for a dry run.
-_TRUE_WORDS = ("true", "yes", "1")
-_FALSE_WORDS = ("false", "no", "0", "")
-
-
-def check_dry_run(options: PipelineOptions, runner: PipelineRunner) -> bool:
-    """Whether the run is a Dataflow dry run; sets --dry_run to a real bool for Beam.
-
-    Raises:
-      UsageError: --dry_run has a value that is neither true nor false, or a
-        true one for a runner other than DataflowRunner, which would ignore it
-        and run the whole job.
-    """
-    test = options.view_as(TestOptions)
-    value = test.dry_run
-    text = str(value).strip().lower()
-    if text not in _TRUE_WORDS + _FALSE_WORDS:
-        raise UsageError(f"--dry_run must be True or False, got {value!r}")
-    test.dry_run = text in _TRUE_WORDS
-    if test.dry_run and not _is_dataflow(runner):
-        raise UsageError(
-            f"--dry_run=True only applies to DataflowRunner; {type(runner).__name__} would "
-            "ignore it and run the whole job"
-        )
-    return bool(test.dry_run)
-
-
-def _runner_class(module: str, name: str) -> type | None:
-    # Only a runner whose module is loaded can be one: create_runner loaded it.
-    loaded = sys.modules.get(module)
-    return getattr(loaded, name, None) if loaded is not None else None
-
-
-def _is_dataflow(runner: PipelineRunner) -> bool:
-    cls = _runner_class("apache_beam.runners.dataflow.dataflow_runner", "DataflowRunner")
-    return cls is not None and isinstance(runner, cls)
-
-
-def remote_workers(options: PipelineOptions, runner: PipelineRunner) -> str | None:
-    """Why the job's code runs away from this machine's disk, or None when it does not.
-
-    DataflowRunner runs it on Google's VMs; Beam's portable runners (Flink,
-    Spark, a job service) in the environment --environment_type names, and
-    only LOOPBACK runs it in this process. In-process runners (FnApiRunner,
-    DirectRunner, PrismRunner's default) and runners Beam does not know run it here.
-    """
-    name = type(runner).__name__
-    if _is_dataflow(runner):
-        return f"{name} runs the job on Google Cloud workers"
-    portable = _runner_class("apache_beam.runners.portability.portable_runner", "PortableRunner")
-    if portable is None or not isinstance(runner, portable):
-        return None
-    # The runner's own default (Flink's and Spark's local masters and Prism pick
-    # LOOPBACK), found on a copy: choosing it sets the option.
-    try:
-        environment = runner.default_environment(copy.deepcopy(options))
-    except ValueError as err:
-        raise UsageError(f"--environment_type/--environment_config refused by Beam: {err}") from None
-    if isinstance(environment, PythonLoopbackEnvironment):
-        return None
-    kind = options.view_as(PortableOptions).environment_type or "DOCKER"
-    return f"{name} runs the job in {kind} environments, not in this process"
-
-
-def check_remote_runner(options: PipelineOptions, runner: PipelineRunner) -> None:
-    """Refuses what a job on other machines cannot use: local paths, Dataflow without our image.
-
-    A local --input there names the workers' own disks, where the files are not;
-    a local --output would be written to disks that vanish with the workers.
-    Dataflow workers without --sdk_container_image start Beam's stock image,
-    which lacks this package: every bundle fails, after minutes of start-up.
-
-    Raises:
-      UsageError: naming the flag and the runner.
-    """
-    where = remote_workers(options, runner)
-    if where is None:
-        return
-    own = options.view_as(PrepOptions)
-    hint = "" if _is_dataflow(runner) else " (or --environment_type LOOPBACK, to run the job in this process)"
-    # The deletion list is read by the workers; the key file only at launch, here.
-    paths = [*(("--input", p) for p in own.input or ()), ("--output", own.output)]
-    for flag, path in [*paths, ("--exclude-users", own.exclude_users)]:
-        if path and _is_local_path(path):
-            raise UsageError(
-                f"{flag} {path!r} is a local path, but {where}, which cannot reach this "
-                f"machine's files: use gs:// or s3:// paths{hint}"
-            )
-    worker = options.view_as(WorkerOptions)
-    if _is_dataflow(runner) and not (worker.sdk_container_image or worker.worker_harness_container_image):
-        raise UsageError(
-            "--sdk_container_image is required with DataflowRunner: the image built from this "
-            "project's Dockerfile (workers on Beam's stock image lack this package), e.g. "
-            "--sdk_container_image REGION-docker.pkg.dev/PROJECT/REPO/cloud-import-prep:TAG"
-        )
-
-
-def _is_local_path(path: str) -> bool:
-    return FileSystems.get_scheme(path) in (None, "file")
 
 
 def parse_reference_time(text: str | None, now: float) -> int:

@@ -1,10 +1,20 @@
-"""The output location: refuse to write over what is not ours, find what --overwrite replaces."""
+"""The output location's life: taken for a run (refusing what is not ours), then finished or cleaned up.
+
+prepare_output() takes the location before any work: it locks it, refuses
+what is not a previous run of this tool, and finds what --overwrite
+replaces. The run's last step (pipeline/summary.py) finishes it: the
+replaced files that were not written again go, the run files are written
+whole (write_run_file, mark_success), and close_output() removes the
+temporary folders and the lock. remove_temporary_files() is the clean-up of
+a run that was stopped.
+"""
 
 
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import orjson
@@ -13,11 +23,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
-from transforms import os_error_text, read_all
-from pipeline.lock import LOCK_FILE, Holder, LockError, OutputLock
+from pipeline.lock import LOCK_FILE, Holder, LockError, OutputLock, release_run_lock
+from pipeline.stores import PROBE_PREFIX, StoreError, list_objects, probe_writable
+from transforms import FileAccessError, os_error_text, read_all
+from transforms.read import is_object_store
 from transforms.records import is_part_file
-from transforms.stores import PROBE_PREFIX, StoreError, is_object_store, list_objects, probe_writable
-from transforms.write import TEMP_FOLDER
+from transforms.write import TEMP_FOLDER, move_files, temp_root
 
 _LOG = logging.getLogger(__name__)
 SUMMARY_FILE = "_SUMMARY.json"
@@ -230,3 +241,88 @@ def remove_temporary_files(output: str, run_id: str) -> None:
             FileSystems.delete([m.path for m in match.metadata_list])
     except Exception as err:  # noqa: BLE001 (best effort on the way out; the retry cleans up)
         _LOG.warning("could not remove the temporary files of run %s: %s", run_id, os_error_text(err))
+
+
+# --- The run's last step: its files in place, the rest removed --------------------------------
+
+
+def remove_replaced_files(output: str, replaced: Sequence[str], written: Iterable[str]) -> None:
+    """Removes the replaced run's files (finished or not) that this run did not write again.
+
+    Args:
+      output: the output location.
+      replaced: relative paths of the files found there (PreparedOutput.stale_files).
+      written: relative paths of the files this run wrote.
+
+    Raises:
+      FileAccessError: a file cannot be removed.
+    """
+    again = set(written)
+    stale = [FileSystems.join(output, p) for p in replaced if p not in again]
+    stale = [p for p in stale if FileSystems.exists(p)]
+    if not stale:
+        return
+    try:
+        FileSystems.delete(stale)
+    except OSError as err:
+        raise FileAccessError(f"{output}: cannot remove the replaced run's files ({os_error_text(err)})") from err
+    _remove_empty_local_folders(output, stale)
+
+
+def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None:
+    # Object stores have no folders; on local disk, a replaced day folder that
+    # got no new files must not remain empty.
+    if FileSystems.get_scheme(root) is not None:
+        return
+    top = os.path.abspath(root)
+    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in removed_files}, reverse=True):
+        while folder.startswith(top + os.sep) and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+
+
+def write_run_file(output: str, run_id: str, name: str, data: bytes) -> None:
+    """Writes the run file `<output>/<name>` whole or not at all: into the run's temporary folder first, then moved into place.
+
+    Raises:
+      FileAccessError: it cannot be written or moved into place.
+    """
+    path = FileSystems.join(output, name)
+    temp = FileSystems.join(temp_root(output, run_id), name)
+    try:
+        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(data)
+    except OSError as err:  # a full disk, a lost permission: the user's to fix
+        raise FileAccessError(f"{path}: cannot be written ({os_error_text(err)})") from err
+    move_files([temp], [path])
+
+
+def mark_success(output: str, run_id: str) -> None:
+    """Writes `_SUCCESS`: the location holds a finished run that passed its checks.
+
+    Raises:
+      FileAccessError: as write_run_file.
+    """
+    # One newline, not empty: Beam 2.77's S3 writer cannot create a
+    # zero-byte object (S3 refuses a multipart upload with no part).
+    write_run_file(output, run_id, SUCCESS_FILE, b"\n")
+
+
+def close_output(output: str, run_id: str) -> None:
+    """Ends the run's hold on the location, passed or not: its temporary folders go, then its lock.
+
+    Raises:
+      FileAccessError: the lock cannot be removed.
+    """
+    # Object stores have no folders left once the files are moved; local
+    # disk keeps the empty folders, which must not remain.
+    for folder in (temp_root(output, run_id), FileSystems.join(output, TEMP_FOLDER)):
+        if FileSystems.exists(folder):
+            (match,) = FileSystems.match([FileSystems.join(folder, "**")])
+            if not match.metadata_list:
+                FileSystems.delete([folder])
+    # The location is finished: the next run may take it.
+    try:
+        release_run_lock(output, run_id)
+    except OSError as err:
+        raise FileAccessError(f"{output}: cannot remove the run's lock ({err})") from err

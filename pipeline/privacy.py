@@ -6,11 +6,12 @@ from typing import BinaryIO, NamedTuple
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.inputs import InputError, select_inputs
 from pipeline.options import PrepOptions, UsageError
+from pipeline.stores import ObjectOpener
 from transforms import read_all
 from transforms.privacy import HashKey, PrivacyConfig
-from transforms.read import InputError, InputFile, read_error_message, select_inputs
-from transforms.stores import ObjectOpener, is_object_store
+from transforms.read import InputFile, is_object_store, read_error_message
 
 _LOG = logging.getLogger(__name__)
 # Below this, a key's hashes can be reversed by trying every key, whatever the data.
@@ -81,7 +82,7 @@ def read_hash_key(path: str, options: PipelineOptions) -> HashKey:
             handle = open(found.path, "rb")  # noqa: SIM115 (closed below)
         with handle:
             secret = read_all(handle)
-    except OSError as err:  # the stores' refusals and failures are OSErrors (transforms/stores.py)
+    except OSError as err:  # the stores' refusals and failures are OSErrors (pipeline/stores.py)
         raise UsageError(f"--hash-key-file {path!r} cannot be read: {read_error_message(err)}") from None
     if secret.endswith(b"\n"):
         secret = secret[:-2] if secret.endswith(b"\r\n") else secret[:-1]

@@ -22,7 +22,6 @@ from transforms.schema import (
     merge,
     outline,
 )
-from transforms.write import join_path
 
 # The summary's check that --fail-on-type-change adds.
 TYPE_CHANGES_CHECK = "type_changes_ok"
@@ -119,7 +118,7 @@ def complete_schema(
 
 def read_schema(output: str) -> dict[str, Any] | None:
     """The _SCHEMA.json under `output`, or None if there is none."""
-    path = join_path(output, SCHEMA_FILE)
+    path = FileSystems.join(output, SCHEMA_FILE)
     if not FileSystems.exists(path):
         return None
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:

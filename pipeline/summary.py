@@ -2,7 +2,6 @@
 
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -13,19 +12,29 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import TOOL_NAME, __version__
-from pipeline.lock import release_run_lock
-from pipeline.output import REPORT_FILE, SCHEMA_FILE, SUCCESS_FILE, SUMMARY_FILE
+from pipeline.output import (
+    REPORT_FILE,
+    SCHEMA_FILE,
+    SUCCESS_FILE,
+    SUMMARY_FILE,
+    close_output,
+    mark_success,
+    remove_replaced_files,
+    write_run_file,
+)
 from pipeline.report import render_report
 from pipeline.schema import complete_schema
-from transforms import FileAccessError, os_error_text, pause_point, read_all
+from transforms import pause_point, read_all
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
 from transforms.schema import Outline, document_bytes
 from transforms.privacy import excluded, summary_section
-from transforms.write import TEMP_FOLDER, WrittenFile, join_path, move_files, temp_root
+from transforms.write import WrittenFile
 
 _LOG = logging.getLogger(__name__)
 TOP_EVENTS = 20
+# The check a run fails when its report cannot be rendered (in the summary only then).
+REPORT_CHECK = "report_rendered"
 
 
 def _most_first(item: tuple[str, int]) -> tuple[int, tuple[int, ...]]:
@@ -249,7 +258,7 @@ def unreadable_entries(unreadable_files: Iterable[Sequence[Any]]) -> list[dict[s
 
 def read_summary(output: str) -> dict[str, Any] | None:
     """The _SUMMARY.json under `output`, or None if there is none."""
-    path = join_path(output, SUMMARY_FILE)
+    path = FileSystems.join(output, SUMMARY_FILE)
     if not FileSystems.exists(path):
         return None
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -258,27 +267,24 @@ def read_summary(output: str) -> dict[str, Any] | None:
     return summary
 
 
-def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None:
-    # Object stores have no folders; on local disk, a replaced day folder that
-    # got no new files must not remain empty.
-    if FileSystems.get_scheme(root) is not None:
-        return
-    top = os.path.abspath(root)
-    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in removed_files}, reverse=True):
-        while folder.startswith(top + os.sep) and os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)
-            folder = os.path.dirname(folder)
+def render_or_fail(summary: dict[str, Any], document: dict[str, Any] | None) -> bytes | None:
+    """_REPORT.html's bytes; None, with the summary failed (REPORT_CHECK), when it cannot be rendered.
 
-
-def _write_bytes(path: str, data: bytes, temp_dir: str) -> None:
-    """Writes a run file whole or not at all: into `temp_dir` first, then moved into place."""
-    temp = join_path(temp_dir, FileSystems.split(path)[1])
+    The report is made from the summary and the schema alone, so whatever
+    breaks it is a bug of this tool. It must not cost the figures: the
+    summary and the schema are still written, and the run fails its checks
+    (no _SUCCESS, exit status 1) instead of passing without its report.
+    """
     try:
-        with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            handle.write(data)
-    except OSError as err:  # a full disk, a lost permission: the user's to fix
-        raise FileAccessError(f"{path}: cannot be written ({os_error_text(err)})") from err
-    move_files([temp], [path])
+        return render_report(summary, document).encode("utf-8")
+    except Exception:  # noqa: BLE001 (a bug, logged with its traceback; the run fails below)
+        _LOG.exception(
+            "the run report (%s) cannot be rendered: the run fails; %s and %s are still written, %s is not",
+            REPORT_FILE, SUMMARY_FILE, SCHEMA_FILE, SUCCESS_FILE,
+        )
+        summary["checks"][REPORT_CHECK] = False
+        summary["passed"] = False
+        return None
 
 
 class _FinishRun(beam.DoFn):
@@ -326,53 +332,23 @@ class _FinishRun(beam.DoFn):
                 len(skipped),
                 ", ".join(entry["path"] for entry in skipped),
             )
-        # Files of the replaced run (finished or not) that this run did not write again.
-        written = {f.path for f in files}
-        stale = [join_path(self._output, p) for p in self._stale if p not in written]
-        stale = [p for p in stale if FileSystems.exists(p)]
-        if stale:
-            try:
-                FileSystems.delete(stale)
-            except OSError as err:
-                raise FileAccessError(
-                    f"{self._output}: cannot remove the replaced run's files ({os_error_text(err)})"
-                ) from err
-            _remove_empty_local_folders(self._output, stale)
+        # The report is rendered first, for the summary to say if it cannot be.
+        report = render_or_fail(summary, document)
+        remove_replaced_files(self._output, self._stale, (f.path for f in files))
         pause_point("finish")
-        # The summary first: a fault in the cosmetic report must not cost it.
-        temp_dir = temp_root(self._output, self._run_id)
-        _write_bytes(
-            join_path(self._output, SUMMARY_FILE),
-            orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n",
-            temp_dir,
-        )
+        # The summary first, then the schema, the report and _SUCCESS: each
+        # whole or not at all, so that a fault on the way costs only what follows.
+        write_run_file(self._output, self._run_id, SUMMARY_FILE, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         if document is not None:
-            _write_bytes(join_path(self._output, SCHEMA_FILE), document_bytes(document), temp_dir)
-        _write_bytes(
-            join_path(self._output, REPORT_FILE), render_report(summary, document).encode("utf-8"), temp_dir
-        )
+            write_run_file(self._output, self._run_id, SCHEMA_FILE, document_bytes(document))
+        if report is not None:
+            write_run_file(self._output, self._run_id, REPORT_FILE, report)
         if summary["passed"]:
-            # One newline, not empty: Beam 2.77's S3 writer cannot create a
-            # zero-byte object (S3 refuses a multipart upload with no part).
-            _write_bytes(join_path(self._output, SUCCESS_FILE), b"\n", temp_dir)
+            mark_success(self._output, self._run_id)
         else:
             _LOG.error("run failed its checks: %s", summary["checks"])
-        self._remove_temp_folder()
-        # The location is finished, passed or not: the next run may take it.
-        try:
-            release_run_lock(self._output, self._run_id)
-        except OSError as err:
-            raise FileAccessError(f"{self._output}: cannot remove the run's lock ({err})") from err
+        close_output(self._output, self._run_id)
         yield summary
-
-    def _remove_temp_folder(self) -> None:
-        # Object stores have no folders left once the files are moved; local
-        # disk keeps the empty folders, which must not remain.
-        for folder in (temp_root(self._output, self._run_id), join_path(self._output, TEMP_FOLDER)):
-            if FileSystems.exists(folder):
-                (match,) = FileSystems.match([join_path(folder, "**")])
-                if not match.metadata_list:
-                    FileSystems.delete([folder])
 
 
 class WriteSummary(beam.PTransform):
@@ -390,7 +366,10 @@ class WriteSummary(beam.PTransform):
     or not at all), then `_SUCCESS`, only when the books balance, the reject
     ratio is within the gate and, with `fail_on_type_change`, no type
     changed; removes the temporary folder, and last the run's lock
-    (pipeline/lock.py), passed or not.
+    (pipeline/output.py's close_output), passed or not. A report that cannot
+    be rendered (a bug) is not written, and fails the run's checks
+    (REPORT_CHECK): the summary and the schema are kept, `_SUCCESS` is not
+    written (see render_or_fail).
     """
 
     def __init__(

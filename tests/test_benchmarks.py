@@ -7,6 +7,7 @@ import ast
 import gzip
 import hashlib
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -255,6 +256,16 @@ def test_bench_names_the_multi_processing_mode(small_corpus, tmp_path):
         "pipeline", small_corpus, tmp_path, []
     )
     assert bench.command("plain-loop", small_corpus, tmp_path, ["--x"])[1].endswith("plain_loop.py")
+
+
+def test_bench_runs_the_pipeline_without_the_schema_report_and_with_the_same_data(small_corpus, outputs, tmp_path):
+    # The tool has no option for it: the child builds its plan with collect_schema=False.
+    out = tmp_path / "no-schema"
+    line = bench.command(bench.WITHOUT_SCHEMA, small_corpus, out, [])
+    assert subprocess.run(line, cwd=REPO, capture_output=True, check=False).returncode == 0
+    assert (out / "_SUCCESS").exists() and (out / "_SUMMARY.json").exists()
+    assert not (out / "_SCHEMA.json").exists()
+    assert _data_files(out) == _data_files(outputs["pipeline"])
 
 
 def test_bench_prints_both_yardsticks_ratios_and_targets(small_corpus):

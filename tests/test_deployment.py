@@ -18,10 +18,10 @@ from packaging.utils import canonicalize_name
 
 import pins as pins_module
 
+from pipeline.inputs import UPLOAD_ORDERS
 from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve
-from pipeline.run import make_options
-from transforms.read import UPLOAD_ORDERS
+from pipeline.plan import make_options
 from transforms.write import COMPRESSIONS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -310,7 +310,7 @@ def test_parameter_regexes_match_what_the_tool_accepts(name, good, bad):
 
 def _options(*extra: str) -> PrepOptions:
     return make_options(
-        ["--input=gs://raw-bucket/{date}/*", "--output=gs://prepared-bucket/{date}", *extra]
+        ["--input=gs://raw-bucket/{date}/*", "--output=gs://prepared-bucket/{date}", *extra], date(2024, 2, 1)
     ).view_as(PrepOptions)
 
 
@@ -322,7 +322,7 @@ def test_a_launch_with_every_example_value_parses_and_passes_the_usage_checks():
     # keeps Beam's bucket checks off the network.
     args += ["--project=my-project", "--region=us-central1", "--temp_location=gs://dataflow-bucket/tmp",
              "--dry_run=True"]
-    own = make_options(args).view_as(PrepOptions)  # resolves placeholders, runs check_options
+    own = make_options(args, date(2024, 2, 1)).view_as(PrepOptions)  # resolves placeholders, runs check_options
     assert own.overwrite is True and own.keep_superseded is True and own.wait is False
     assert own.input == ["gs://raw-bucket/events/2024-01-31/**"]  # run_date example 2024-02-01
     assert own.max_file_mb == 512 and own.max_reject_ratio == 0.01

@@ -10,9 +10,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import REFERENCE_TIME
+from pipeline.inputs import select_inputs
 from transforms.exclude import ExcludeUsers
 from transforms.privacy import HashKey, PrivacyConfig
-from transforms.read import select_inputs
 from transforms.records import sort_batch
 from transforms.rules import RuleConfig
 

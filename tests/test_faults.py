@@ -25,12 +25,13 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import TaggedOutput
 from e2e import folders, read_json_lines, read_output, run_cli, run_cli_process, summary, write_input
 
-import pipeline.run
+import pipeline.plan
 from pipeline.cli import file_access_problem
 from pipeline.summary import _FinishRun
 from transforms import FileAccessError
 from transforms.ranges import FileRange, plan_ranges
-from transforms.read import UNREADABLE, UnreadableFile, _ReadRange, match_inputs
+from pipeline.inputs import match_inputs
+from transforms.read import UNREADABLE, UnreadableFile, _ReadRange
 from transforms.records import order_for_writing, part_name
 from transforms.write import TEMP_FOLDER, _NameFiles, _WriteShard, temp_root
 
@@ -309,14 +310,14 @@ def test_a_file_that_vanishes_after_the_launch_fails_the_run_or_is_skipped(
 ):
     write_input(tmp_path / "in" / "a.ndjson", GOOD)
     victim = write_input(tmp_path / "in" / "b.ndjson", [ev("Gone", "u", T0)] * 400)
-    real_prepare = pipeline.run.prepare_output
+    real_prepare = pipeline.plan.prepare_output
 
     def prepare_then_vanish(*args, **kwargs):  # runs after the inputs are matched
         stale = real_prepare(*args, **kwargs)
         victim.unlink(missing_ok=True)
         return stale
 
-    monkeypatch.setattr(pipeline.run, "prepare_output", prepare_then_vanish)
+    monkeypatch.setattr(pipeline.plan, "prepare_output", prepare_then_vanish)
     args = ("--input", str(tmp_path / "in" / "*"), "--reference-time", REF, "--range-bytes", "1000")
     assert run_cli(*args, "--output", str(tmp_path / "failed")) == 1
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The input is a set of objects: matching local patterns (transforms/read.py), through the CLI too.
+"""The input is a set of objects: matching local patterns (pipeline/inputs.py), through the CLI too.
 
 One object is read once however it is spelled, nothing under --output is
 input, relative patterns match from the current folder, and only regular
@@ -15,7 +15,8 @@ import pytest
 
 from e2e import REPO, read_output, run_cli, run_cli_process, summary, write_input
 from test_end_to_end import REF, T_DAY1, T_DAY2, ev
-from transforms.read import InputError, InputFile, InputSelection, match_inputs, select_inputs
+from pipeline.inputs import InputError, InputSelection, match_inputs, select_inputs
+from transforms.read import InputFile
 
 
 @pytest.fixture
@@ -345,3 +346,89 @@ def test_output_inside_the_input_is_never_read(here, capsys):
         f"location 'data/out' ({under_output} files below it, never read as input)"
     )
     assert (here / "data" / "out" / "_SUCCESS").exists()
+
+
+# match_inputs ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_files_two_mtimes(tmp_path):
+    """b.json and c.json uploaded at t=100, a.json later at t=200; d.gz at t=50."""
+    write(tmp_path / "b.json", b"bb\n", 100)
+    write(tmp_path / "a.json", b"a\n", 200)
+    write(tmp_path / "c.json", b"ccc\n", 100)
+    write(tmp_path / "d.json.gz", gzip.compress(b"d\n"), 50)
+    return tmp_path
+
+
+def test_match_inputs_ranks_by_mtime_then_path(three_files_two_mtimes):
+    d = three_files_two_mtimes
+    files = match_inputs([str(d / "*")])
+    assert files == [
+        InputFile(0, str(d / "d.json.gz"), (d / "d.json.gz").stat().st_size, 50.0, True, "50.0"),
+        InputFile(1, str(d / "b.json"), 3, 100.0, False, "100.0"),
+        InputFile(2, str(d / "c.json"), 4, 100.0, False, "100.0"),
+        InputFile(3, str(d / "a.json"), 2, 200.0, False, "200.0"),
+    ]
+
+
+def test_match_inputs_upload_order_name(three_files_two_mtimes):
+    d = three_files_two_mtimes
+    files = match_inputs([str(d / "*")], upload_order="name")
+    # Upload times are left out of the order; the version read is still the one listed.
+    assert [(f.rank, f.path, f.upload_time, f.version) for f in files] == [
+        (0, str(d / "a.json"), 0.0, "200.0"),
+        (1, str(d / "b.json"), 0.0, "100.0"),
+        (2, str(d / "c.json"), 0.0, "100.0"),
+        (3, str(d / "d.json.gz"), 0.0, "50.0"),
+    ]
+
+
+def test_match_inputs_file_matched_twice_is_read_once(three_files_two_mtimes):
+    d = three_files_two_mtimes
+    files = match_inputs([str(d / "*.json"), str(d / "a.json"), str(d / "[ab].json")])
+    assert [f.path for f in files] == [str(d / "b.json"), str(d / "c.json"), str(d / "a.json")]
+    assert [f.rank for f in files] == [0, 1, 2]
+
+
+def test_match_inputs_recursive_pattern(tmp_path):
+    (tmp_path / "x" / "y").mkdir(parents=True)
+    write(tmp_path / "x" / "y" / "deep.json", b"", 10)
+    write(tmp_path / "top.json", b"1\n", 20)
+    files = match_inputs([str(tmp_path / "**.json")])
+    assert [f.path for f in files] == [str(tmp_path / "x" / "y" / "deep.json"), str(tmp_path / "top.json")]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["*.nothing", "missing.json", "no_such_folder/*.json"],
+)
+def test_match_inputs_pattern_matching_nothing_names_it(three_files_two_mtimes, pattern):
+    full = str(three_files_two_mtimes / pattern)
+    with pytest.raises(InputError) as raised:
+        match_inputs([str(three_files_two_mtimes / "*.json"), full])
+    assert full in str(raised.value)
+
+
+def test_match_inputs_folder_is_not_an_input_file(tmp_path):
+    """A folder path matches the folder itself in Beam's local match; it must
+    be refused up front (or expanded), never handed to the readers."""
+    write(tmp_path / "a.json", b"a\n")
+    try:
+        files = match_inputs([str(tmp_path)])
+    except InputError as err:
+        assert str(tmp_path) in str(err)
+    else:
+        assert all(os.path.isfile(f.path) for f in files), files
+
+
+@pytest.mark.parametrize(
+    "patterns, upload_order, message",
+    [
+        ([], "mtime", "--input"),
+        (["x"], "size", "upload_order"),
+    ],
+)
+def test_match_inputs_refuses_bad_arguments(patterns, upload_order, message):
+    with pytest.raises(InputError, match=message):
+        match_inputs(patterns, upload_order)

@@ -30,6 +30,7 @@ from pipeline.lock import (
     process_start,
     release_run_lock,
 )
+from pipeline.lock_files import ObjectLockFile
 
 NOW = 1_800_000_000.0
 
@@ -216,12 +217,12 @@ def bucket_url(request, monkeypatch):
 
 
 def stored(url, options) -> Holder | None:
-    found = lock_module._ObjectLockFile(url + "/_LOCK.json", options).read()
+    found = ObjectLockFile(url + "/_LOCK.json", options).read()
     return None if found is None else Holder.from_bytes(found[0])
 
 
 def plant(url, options, h: Holder) -> None:
-    assert lock_module._ObjectLockFile(url + "/_LOCK.json", options).write(h.to_bytes(), None) is not None
+    assert ObjectLockFile(url + "/_LOCK.json", options).write(h.to_bytes(), None) is not None
 
 
 def test_store_lock_is_created_once_and_a_second_run_is_refused(bucket_url):
@@ -254,7 +255,7 @@ def test_store_lock_from_another_machine_holds_until_its_lease_runs_out(bucket_u
     with pytest.raises(LockError, match=r"in use by run elsewhere \(started .* on another-machine, process 1\)"):
         OutputLock.acquire(url, "run-2", overwrite=True, options=options)
     # Once its lease lapsed, it is taken back.
-    lock_file = lock_module._ObjectLockFile(url + "/_LOCK.json", options)
+    lock_file = ObjectLockFile(url + "/_LOCK.json", options)
     assert lock_file.delete(lock_file.read()[1])
     plant(url, options, dataclasses.replace(elsewhere, heartbeat=time.time() - LEASE_SECONDS - 1))
     taken = OutputLock.acquire(url, "run-2", overwrite=True, options=options)
@@ -282,7 +283,7 @@ def test_store_lock_heartbeat_refreshes_it_and_stops_once_the_last_step_removed_
 def test_store_lock_ended_by_a_failed_run_is_taken_back_with_overwrite(bucket_url):
     url, options = bucket_url
     failed = OutputLock.acquire(url, "run-1", overwrite=False, options=options)
-    lock_module._ObjectLockFile(url + "/events/day=2024-01-01/part-00000-of-00001.ndjson", options).write(b"x", None)
+    ObjectLockFile(url + "/events/day=2024-01-01/part-00000-of-00001.ndjson", options).write(b"x", None)
     failed.end("the run failed")
     assert (stored(url, options).state, stored(url, options).stopped_by) == (ENDED, "the run failed")
     with pytest.raises(LockError, match="it ended: the run failed. Pass --overwrite"):

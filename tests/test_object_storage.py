@@ -36,12 +36,13 @@ from google.cloud import storage
 
 from e2e import SAMPLE, run_cli, run_cli_process, write_input
 from emulators import s3_server as start_s3_server
-import pipeline.run
+import pipeline.plan
 from pipeline.run import run as run_pipeline
 from test_end_to_end import REF, T_DAY1, T_DAY2, _mixed_corpus, ev
-from transforms import stores
+from pipeline import stores
+from pipeline.inputs import match_inputs
 from transforms.ranges import iter_line_batches, plan_ranges
-from transforms.read import ReadRawLines, match_inputs
+from transforms.read import ReadRawLines
 
 T0 = 1_719_835_200  # 2024-07-01T12:00:00Z: a summer time, where BEAM_NOTES 6 bites
 S3_KEYS = ["--s3_access_key_id", "testing", "--s3_secret_access_key", "testing"]
@@ -481,7 +482,7 @@ def test_a_large_object_is_read_in_ranges_by_chunks_and_seeks(store):
     pipeline = beam.Pipeline(runner="FnApiRunner", options=PipelineOptions(store.args))
     counted = (
         pipeline
-        | ReadRawLines(files, range_bytes=1 << 20)
+        | ReadRawLines(files, range_bytes=1 << 20, open_objects=stores.opener_factory(PipelineOptions(store.args)))
         | beam.Map(lambda batch: len(batch[3]))
         | beam.CombineGlobally(sum)
     )
@@ -494,7 +495,7 @@ def test_a_large_object_is_read_in_ranges_by_chunks_and_seeks(store):
 
 # --- objects that vanish or change after they were listed ----------------------------------
 # The object is changed between listing and reading the way test_faults.py changes a local
-# file: pipeline.run.build lists the inputs, then calls prepare_output; the change is made
+# file: pipeline.plan.plan_launch lists the inputs, then calls prepare_output; the change is made
 # there, after the listing and before the pipeline runs. The stores' own errors are then
 # what the readers see.
 
@@ -503,14 +504,14 @@ VANISHED = {"gs": "the object vanished since it was listed (404 Not Found)",
 
 
 def _after_listing(monkeypatch, change) -> None:
-    real_prepare = pipeline.run.prepare_output
+    real_prepare = pipeline.plan.prepare_output
 
     def prepare_then_change(*args, **kwargs):
         stale = real_prepare(*args, **kwargs)
         change()
         return stale
 
-    monkeypatch.setattr(pipeline.run, "prepare_output", prepare_then_change)
+    monkeypatch.setattr(pipeline.plan, "prepare_output", prepare_then_change)
 
 
 def _one_error_line(capsys) -> str:
@@ -552,7 +553,7 @@ def test_an_object_replaced_after_listing_fails_the_run_or_is_skipped(store, mon
     store.upload("in/a.ndjson", b"\n".join(GOOD) + b"\n", T0)
     store.upload("in/b.ndjson", b"\n".join(VICTIM) + b"\n", T0 + 10)
     (_, listed) = match_inputs([store.url("in/*")], options=PipelineOptions(store.args))
-    unchanged = pipeline.run.prepare_output
+    unchanged = pipeline.plan.prepare_output
     replaced = [ev("Lost", f"n{i}", T_DAY1 + i) for i in range(200)]  # the same size, other bytes
     assert len(b"\n".join(replaced)) == len(b"\n".join(VICTIM))
     _after_listing(monkeypatch, lambda: store.upload("in/b.ndjson", b"\n".join(replaced) + b"\n", T0 + 20))
@@ -563,7 +564,7 @@ def test_an_object_replaced_after_listing_fails_the_run_or_is_skipped(store, mon
 
     # Listed again (as `replaced`), then replaced again after listing: skipped, nothing
     # of either content read.
-    monkeypatch.setattr(pipeline.run, "prepare_output", unchanged)
+    monkeypatch.setattr(pipeline.plan, "prepare_output", unchanged)
     _after_listing(monkeypatch, lambda: store.upload("in/b.ndjson", b"\n".join(VICTIM) + b"\n", T0 + 30))
     assert run_remote(store, [store.url("in/*")], store.url("skipped"), "--range-bytes", "1000", "--skip-unreadable-files") == 0
     summary = orjson.loads(store.read_all("skipped/")["_SUMMARY.json"])

@@ -1,5 +1,7 @@
 """Tests of pipeline/options.py: the reference time and the checks on flags, known and unknown."""
 
+from datetime import date
+
 import pytest
 from apache_beam.options.pipeline_options import (
     DebugOptions,
@@ -13,9 +15,10 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipeline.options import PrepOptions, UsageError, check_options, format_time, parse_reference_time
-from pipeline.run import make_options
+from pipeline.plan import make_options
 
 FEB1 = 1_706_745_600  # 2024-02-01T00:00:00Z
+TODAY = date(2024, 2, 1)  # what {date} stands for without --run-date
 
 
 @pytest.mark.parametrize(
@@ -190,7 +193,7 @@ def test_check_options_underscore_spellings():
         check_options(options.view_as(PrepOptions))
 
 
-# make_options: unknown options, bad values, runners, Beam's own checks -----------------------
+# make_options: unknown options, bad values (runners and Beam's checks: test_runner_guards.py) ---
 
 KNOWN_HINT = "; --help lists this tool's options, and Beam's own options are accepted too"
 STRAY_HINT = (
@@ -205,7 +208,7 @@ BUCKET_RULE = (
 
 def refusal(argv) -> str:
     with pytest.raises(UsageError) as raised:
-        make_options(argv)
+        make_options(argv, TODAY)
     return str(raised.value)
 
 
@@ -268,28 +271,6 @@ def test_values_argparse_refuses_are_usage_errors_not_a_usage_dump_and_exit(extr
     assert refusal(VALID + extra) == message
 
 
-KNOWN_RUNNERS = ", ".join(StandardOptions.KNOWN_RUNNER_NAMES)
-
-
-@pytest.mark.parametrize(
-    "runner, message",
-    [
-        pytest.param("NoSuchRunner", f"--runner 'NoSuchRunner' is not a runner Beam knows; use one of {KNOWN_RUNNERS}, "
-                     "or the module path of a PipelineRunner class", id="unknown"),
-        pytest.param("Dataflw", f"--runner 'Dataflw' is not a runner Beam knows (did you mean DataflowRunner?); use one "
-                     f"of {KNOWN_RUNNERS}, or the module path of a PipelineRunner class", id="misspelled"),
-        pytest.param("os.nothing", "--runner 'os.nothing' cannot be loaded: module 'os' has no attribute 'nothing'",
-                     id="no_such_class"),
-        pytest.param("no_such_module.Runner", "--runner 'no_such_module.Runner' cannot be loaded: "
-                     "No module named 'no_such_module'", id="no_such_module"),
-        pytest.param("collections.OrderedDict", "--runner 'collections.OrderedDict' is not a PipelineRunner class",
-                     id="not_a_runner"),
-    ],
-)
-def test_runners_beam_cannot_create_are_refused(runner, message):
-    assert refusal(VALID + ["--runner", runner]) == message
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -316,30 +297,6 @@ def test_range_bytes_below_one_mib_is_refused(value):
     )
 
 
-DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
-            "--temp_location", "gs://dataflow-bucket/tmp", "--dry_run=True"]
-
-
-@pytest.mark.parametrize(
-    "extra, found",
-    [
-        pytest.param(["--runner", "DataflowRunner"], "Missing GCS path option: temp_location; Missing GCS path option: "
-                     "staging_location; Missing required option: project; Missing required option: region",
-                     id="nothing_dataflow_needs"),
-        pytest.param(DATAFLOW + ["--num_workers", "5", "--max_num_workers", "2"],
-                     "num_workers (5) cannot exceed max_num_workers (2)", id="more_workers_than_the_maximum"),
-        pytest.param(DATAFLOW + ["--job_name", "Daily_Import"], "Invalid job_name (Daily_Import); the name must "
-                     "consist of only the characters [-a-z0-9], starting with a letter and ending with a letter or "
-                     "number", id="job_name"),
-    ],
-)
-def test_beams_own_checks_for_the_runner_are_usage_errors(extra, found):
-    # Beam raises them from Pipeline(), as a multi-line ValueError. (Paths and image
-    # that a Dataflow job can use: test_runner_guards.py refuses the others first.)
-    argv = ["--input", "gs://raw-bucket/*", "--output", "gs://prepared-bucket/", "--sdk_container_image", "r/p/i:1"]
-    assert refusal(argv + extra) == "Beam refuses these options for DataflowRunner: " + found
-
-
 def test_options_of_a_registered_options_class_are_known():
     """The known options are every registered PipelineOptions subclass's, not a list of ours."""
     argv = VALID + ["--cloud_import_prep_test_flavour", "x"]
@@ -350,7 +307,7 @@ def test_options_of_a_registered_options_class_are_known():
         def _add_argparse_args(cls, parser):
             parser.add_argument("--cloud_import_prep_test_flavour")
 
-    assert make_options(argv).view_as(FlavourOptions).cloud_import_prep_test_flavour == "x"
+    assert make_options(argv, TODAY).view_as(FlavourOptions).cloud_import_prep_test_flavour == "x"
 
 
 @pytest.mark.parametrize(
@@ -388,12 +345,4 @@ def test_options_of_a_registered_options_class_are_known():
     ],
 )
 def test_beams_and_our_options_are_accepted_in_every_spelling(extra, view, name, expected):
-    assert getattr(make_options(VALID + extra).view_as(view), name) == expected
-
-
-def test_dataflow_options_pass_beams_checks():
-    options = make_options(["--input", "gs://raw-bucket/*", "--output", "gs://prepared-bucket/", *DATAFLOW,
-                            "--sdk_container_image", "r/p/i:1"])
-    assert options.view_as(StandardOptions).runner == "DataflowRunner"
-    # Beam's checks ran on a copy: defaults are Pipeline()'s to fill in.
-    assert options.view_as(GoogleCloudOptions).staging_location is None
+    assert getattr(make_options(VALID + extra, TODAY).view_as(view), name) == expected

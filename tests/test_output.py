@@ -1,4 +1,4 @@
-"""Tests of pipeline/output.py: which output locations a run may write to."""
+"""Tests of pipeline/output.py: which output locations a run may write to, and how a run leaves one."""
 
 import os
 
@@ -6,7 +6,15 @@ import orjson
 import pytest
 
 from pipeline import TOOL_NAME
-from pipeline.output import OutputError, prepare_output, previous_run_files
+from pipeline.output import (
+    OutputError,
+    close_output,
+    mark_success,
+    prepare_output,
+    previous_run_files,
+    remove_replaced_files,
+    write_run_file,
+)
 
 DAY = "events/day=2024-01-01/part-00000-of-00001.ndjson.gz"
 REJECTS = "rejects/part-00000-of-00001.ndjson.gz"
@@ -227,3 +235,35 @@ def test_overwrite_of_an_unfinished_run_still_refuses_files_not_of_the_layout(tm
         prepare(root, overwrite=True)
     assert files_under(root) == before
     assert orjson.loads(open(os.path.join(root, "_LOCK.json"), "rb").read())["state"] == "ended"
+
+
+# --- the run's last step ------------------------------------------------------------------------
+
+
+def test_a_run_file_is_written_through_the_runs_temporary_folder(tmp_path):
+    root = str(tmp_path / "out")
+    write_run_file(root, "run-1", "_SUMMARY.json", b"{}\n")
+    assert (tmp_path / "out" / "_SUMMARY.json").read_bytes() == b"{}\n"
+    # Nothing left in the temporary folder: the file was moved, not copied.
+    assert files_under(root) == ["_SUMMARY.json"]
+
+
+def test_replaced_files_not_written_again_are_removed_with_their_empty_folders(previous_run):
+    stale = prepare(previous_run, overwrite=True)
+    touch(previous_run, REJECTS, b"new")  # written again by the new run
+    remove_replaced_files(previous_run, stale, [REJECTS])
+    assert files_under(previous_run) == [REJECTS]
+    assert not os.path.exists(os.path.join(previous_run, "events"))
+
+
+def test_closing_the_output_removes_the_temporary_folders_then_the_lock(tmp_path):
+    root = str(tmp_path / "out")
+    lock = prepare_output(root, False, "run-1").lock
+    write_run_file(root, "run-1", "_SUMMARY.json", b"{}\n")
+    mark_success(root, "run-1")
+    close_output(root, "run-1")
+    assert files_under(root) == ["_SUCCESS", "_SUMMARY.json"]
+    assert sorted(os.listdir(root)) == ["_SUCCESS", "_SUMMARY.json"]  # no _temporary, no _LOCK.json
+    assert not lock.holds()
+    lock.end("after the job")  # the launcher after a finished job: leaves it be
+    assert sorted(os.listdir(root)) == ["_SUCCESS", "_SUMMARY.json"]

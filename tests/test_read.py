@@ -1,4 +1,4 @@
-"""Tests of transforms/read.py: matching inputs and the ReadRawLines stage."""
+"""Tests of transforms/read.py: the ReadRawLines stage (files listed by pipeline/inputs.py)."""
 
 import bz2
 import gzip
@@ -11,7 +11,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from e2e import read_json_lines, run_cli, summary
 
-from transforms.read import InputError, InputFile, ReadRawLines, match_inputs
+from pipeline.inputs import match_inputs
+from transforms.read import InputFile, ReadRawLines
 
 BOM = b"\xef\xbb\xbf"
 
@@ -43,92 +44,6 @@ def reference_lines(data):
         out.append((offset, piece[:-1] if piece.endswith(b"\r") else piece))
         offset += len(piece) + 1
     return out
-
-
-# match_inputs ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def three_files_two_mtimes(tmp_path):
-    """b.json and c.json uploaded at t=100, a.json later at t=200; d.gz at t=50."""
-    write(tmp_path / "b.json", b"bb\n", 100)
-    write(tmp_path / "a.json", b"a\n", 200)
-    write(tmp_path / "c.json", b"ccc\n", 100)
-    write(tmp_path / "d.json.gz", gzip.compress(b"d\n"), 50)
-    return tmp_path
-
-
-def test_match_inputs_ranks_by_mtime_then_path(three_files_two_mtimes):
-    d = three_files_two_mtimes
-    files = match_inputs([str(d / "*")])
-    assert files == [
-        InputFile(0, str(d / "d.json.gz"), (d / "d.json.gz").stat().st_size, 50.0, True, "50.0"),
-        InputFile(1, str(d / "b.json"), 3, 100.0, False, "100.0"),
-        InputFile(2, str(d / "c.json"), 4, 100.0, False, "100.0"),
-        InputFile(3, str(d / "a.json"), 2, 200.0, False, "200.0"),
-    ]
-
-
-def test_match_inputs_upload_order_name(three_files_two_mtimes):
-    d = three_files_two_mtimes
-    files = match_inputs([str(d / "*")], upload_order="name")
-    # Upload times are left out of the order; the version read is still the one listed.
-    assert [(f.rank, f.path, f.upload_time, f.version) for f in files] == [
-        (0, str(d / "a.json"), 0.0, "200.0"),
-        (1, str(d / "b.json"), 0.0, "100.0"),
-        (2, str(d / "c.json"), 0.0, "100.0"),
-        (3, str(d / "d.json.gz"), 0.0, "50.0"),
-    ]
-
-
-def test_match_inputs_file_matched_twice_is_read_once(three_files_two_mtimes):
-    d = three_files_two_mtimes
-    files = match_inputs([str(d / "*.json"), str(d / "a.json"), str(d / "[ab].json")])
-    assert [f.path for f in files] == [str(d / "b.json"), str(d / "c.json"), str(d / "a.json")]
-    assert [f.rank for f in files] == [0, 1, 2]
-
-
-def test_match_inputs_recursive_pattern(tmp_path):
-    (tmp_path / "x" / "y").mkdir(parents=True)
-    write(tmp_path / "x" / "y" / "deep.json", b"", 10)
-    write(tmp_path / "top.json", b"1\n", 20)
-    files = match_inputs([str(tmp_path / "**.json")])
-    assert [f.path for f in files] == [str(tmp_path / "x" / "y" / "deep.json"), str(tmp_path / "top.json")]
-
-
-@pytest.mark.parametrize(
-    "pattern",
-    ["*.nothing", "missing.json", "no_such_folder/*.json"],
-)
-def test_match_inputs_pattern_matching_nothing_names_it(three_files_two_mtimes, pattern):
-    full = str(three_files_two_mtimes / pattern)
-    with pytest.raises(InputError) as raised:
-        match_inputs([str(three_files_two_mtimes / "*.json"), full])
-    assert full in str(raised.value)
-
-
-def test_match_inputs_folder_is_not_an_input_file(tmp_path):
-    """A folder path matches the folder itself in Beam's local match; it must
-    be refused up front (or expanded), never handed to the readers."""
-    write(tmp_path / "a.json", b"a\n")
-    try:
-        files = match_inputs([str(tmp_path)])
-    except InputError as err:
-        assert str(tmp_path) in str(err)
-    else:
-        assert all(os.path.isfile(f.path) for f in files), files
-
-
-@pytest.mark.parametrize(
-    "patterns, upload_order, message",
-    [
-        ([], "mtime", "--input"),
-        (["x"], "size", "upload_order"),
-    ],
-)
-def test_match_inputs_refuses_bad_arguments(patterns, upload_order, message):
-    with pytest.raises(InputError, match=message):
-        match_inputs(patterns, upload_order)
 
 
 # ReadRawLines ----------------------------------------------------------------------
@@ -225,6 +140,9 @@ def test_read_raw_lines_empty_files(tmp_path):
     [
         ([], 10, "files"),
         ([InputFile(0, "x", 1, 0.0, False)], 0, "range_bytes"),
+        # Objects are read through an injected opener (pipeline/stores.py), never unpinned.
+        ([InputFile(0, "gs://b/x", 1, 0.0, False, "7")], 10, "open_objects"),
+        ([InputFile(0, "s3://b/x", 1, 0.0, False, '"e"')], 10, "open_objects"),
     ],
 )
 def test_read_raw_lines_refuses_bad_arguments(files, range_bytes, message):

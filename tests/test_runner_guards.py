@@ -1,22 +1,27 @@
-"""What a job on other machines cannot use is refused before any work (pipeline/options.py).
+"""What a job on other machines cannot use is refused before any work (pipeline/runner_guards.py).
 
 A remote runner given a local --input reads the workers' disks, where the files
 are not; a local --output is written to disks that vanish with the workers;
 Dataflow workers without --sdk_container_image lack this package. Each is
 refused in make_options, in one line, before the input is listed or the output
 locked; and Beam's --dry_run, a string option Beam takes as true whatever its
-value, is read as the bool it means.
+value, is read as the bool it means. So are runners Beam cannot create, and
+what Beam's own option checks for the runner find.
 """
 
+from datetime import date
+
+import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.options.pipeline_options import TestOptions as BeamTestOptions
 from apache_beam.runners.runner import create_runner
 
 from e2e import run_cli
 from offline import block_network
-from pipeline.options import UsageError, check_dry_run
-from pipeline.run import make_options
+from pipeline.options import UsageError
+from pipeline.plan import make_options
+from pipeline.runner_guards import check_dry_run
 
 GCS = ["--input", "gs://raw-bucket/events/*", "--output", "gs://prepared-bucket/out"]
 IMAGE = ["--sdk_container_image", "r/p/i:1"]
@@ -27,6 +32,8 @@ REMOTE_SPARK = ["--runner", "SparkRunner", "--spark_master_url", "spark://spark-
 EMBEDDED_JOB_SERVICE = ["--runner", "PortableRunner", "--job_endpoint", "embed"]
 DATAFLOW_REACH = "DataflowRunner runs the job on Google Cloud workers, which cannot reach this machine's files"
 LOOPBACK_HINT = " (or --environment_type LOOPBACK, to run the job in this process)"
+VALID = ["--input", "/raw/*.json", "--output", "/out"]
+TODAY = date(2024, 2, 1)  # what {date} stands for without --run-date
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -40,7 +47,7 @@ def offline():  # type: ignore[no-untyped-def]
 
 def refusal(argv: list[str]) -> str:
     with pytest.raises(UsageError) as raised:
-        make_options(argv)
+        make_options(argv, TODAY)
     return str(raised.value)
 
 
@@ -130,7 +137,7 @@ def test_what_a_remote_job_cannot_use_is_refused(argv, message):
     ],
 )
 def test_paths_the_job_can_reach_are_accepted(argv):
-    make_options(argv)
+    make_options(argv, TODAY)
 
 
 @pytest.mark.parametrize(("value", "expected"), [("True", True), ("true", True), ("False", False), ("false", False)])
@@ -156,5 +163,79 @@ def test_the_cli_refuses_before_listing_or_locking_anything(tmp_path, capsys):
 def test_a_local_hash_key_file_is_fine_for_a_remote_job():
     # The key is read once at launch, on this machine; the workers never open the file.
     options = make_options([*GCS, *DATAFLOW, *IMAGE, "--hash-property", "email", "--hash-key-file", "/keys/k",
-                            "--exclude-users", "gs://privacy-bucket/deleted.txt"])
+                            "--exclude-users", "gs://privacy-bucket/deleted.txt"], TODAY)
     assert options.get_all_options()["hash_key_file"] == "/keys/k"
+
+
+# --- the runner, and Beam's own checks for it -------------------------------------------------
+
+KNOWN_RUNNERS = ", ".join(StandardOptions.KNOWN_RUNNER_NAMES)
+
+
+@pytest.mark.parametrize(
+    "runner, message",
+    [
+        pytest.param("NoSuchRunner", f"--runner 'NoSuchRunner' is not a runner Beam knows; use one of {KNOWN_RUNNERS}, "
+                     "or the module path of a PipelineRunner class", id="unknown"),
+        pytest.param("Dataflw", f"--runner 'Dataflw' is not a runner Beam knows (did you mean DataflowRunner?); use one "
+                     f"of {KNOWN_RUNNERS}, or the module path of a PipelineRunner class", id="misspelled"),
+        pytest.param("os.nothing", "--runner 'os.nothing' cannot be loaded: module 'os' has no attribute 'nothing'",
+                     id="no_such_class"),
+        pytest.param("no_such_module.Runner", "--runner 'no_such_module.Runner' cannot be loaded: "
+                     "No module named 'no_such_module'", id="no_such_module"),
+        pytest.param("collections.OrderedDict", "--runner 'collections.OrderedDict' is not a PipelineRunner class",
+                     id="not_a_runner"),
+    ],
+)
+def test_runners_beam_cannot_create_are_refused(runner, message):
+    assert refusal(VALID + ["--runner", runner]) == message
+
+
+DATAFLOW_DRY_RUN = [*DATAFLOW, "--dry_run=True"]
+
+
+@pytest.mark.parametrize(
+    "extra, found",
+    [
+        pytest.param(["--runner", "DataflowRunner"], "Missing GCS path option: temp_location; Missing GCS path option: "
+                     "staging_location; Missing required option: project; Missing required option: region",
+                     id="nothing_dataflow_needs"),
+        pytest.param(DATAFLOW_DRY_RUN + ["--num_workers", "5", "--max_num_workers", "2"],
+                     "num_workers (5) cannot exceed max_num_workers (2)", id="more_workers_than_the_maximum"),
+        pytest.param(DATAFLOW_DRY_RUN + ["--job_name", "Daily_Import"], "Invalid job_name (Daily_Import); the name must "
+                     "consist of only the characters [-a-z0-9], starting with a letter and ending with a letter or "
+                     "number", id="job_name"),
+    ],
+)
+def test_beams_own_checks_for_the_runner_are_usage_errors(extra, found):
+    # Beam raises them from Pipeline(), as a multi-line ValueError. (Paths and image
+    # that a Dataflow job can use: the tests above refuse the others first.)
+    argv = ["--input", "gs://raw-bucket/*", "--output", "gs://prepared-bucket/", "--sdk_container_image", "r/p/i:1"]
+    assert refusal(argv + extra) == "Beam refuses these options for DataflowRunner: " + found
+
+
+def test_dataflow_options_pass_beams_checks():
+    options = make_options(["--input", "gs://raw-bucket/*", "--output", "gs://prepared-bucket/", *DATAFLOW_DRY_RUN,
+                            "--sdk_container_image", "r/p/i:1"], TODAY)
+    assert options.view_as(StandardOptions).runner == "DataflowRunner"
+    # Beam's checks ran on a copy: defaults are Pipeline()'s to fill in.
+    assert options.view_as(GoogleCloudOptions).staging_location is None
+
+
+def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(monkeypatch):
+    """Pipeline() runs Beam's checks again; the early ones skip their one request that
+    refuses nothing (is a bucket's soft-delete policy on: a warning), so it is made once."""
+    from apache_beam.io.gcp import gcsio  # noqa: PLC0415
+
+    asked = []
+
+    class Recording:  # GcsIO, as far as the check uses it
+        def is_soft_delete_enabled(self, path):
+            asked.append(path)
+            return False
+
+    monkeypatch.setattr(gcsio, "GcsIO", Recording)
+    options = make_options([*GCS, *DATAFLOW, *IMAGE], TODAY)
+    assert asked == []
+    beam.Pipeline(options=options)
+    assert asked == ["gs://dataflow-bucket/tmp"]

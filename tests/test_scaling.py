@@ -4,7 +4,8 @@ import apache_beam as beam
 from apache_beam.pipeline import PipelineVisitor
 
 from e2e import write_input
-from pipeline.run import build, make_options
+from pipeline.plan import plan_launch
+from pipeline.run import build
 
 
 class _Labels(PipelineVisitor):
@@ -20,9 +21,10 @@ class _Labels(PipelineVisitor):
 
 def _graph(tmp_path, *flags):
     write_input(tmp_path / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'] * 50)
-    options = make_options(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), *flags])
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options)
+    plan = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), *flags])
+    pipeline = beam.Pipeline(options=plan.options)
+    build(pipeline, plan)
+    plan.lock.release()
     labels = _Labels()
     pipeline.visit(labels)
     return labels.transforms
@@ -43,9 +45,10 @@ def test_large_inputs_measure_routes_and_spread_them_over_shards(tmp_path):
     big = tmp_path / "big"
     big.mkdir()
     write_input(big / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u", "p": "' + b"x" * 2000 + b'"}}'] * 600)
-    options = make_options(["--input", str(big / "in" / "*"), "--output", str(big / "out"), "--max-file-mb", "1"])
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options)
+    plan = plan_launch(["--input", str(big / "in" / "*"), "--output", str(big / "out"), "--max-file-mb", "1"])
+    pipeline = beam.Pipeline(options=plan.options)
+    build(pipeline, plan)
+    plan.lock.release()
     labels = _Labels()
     pipeline.visit(labels)
     assert "DeduplicateEvents/GroupEventShards/KeyByShard" in labels.transforms

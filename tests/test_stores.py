@@ -1,4 +1,4 @@
-"""Tests of transforms/stores.py's reading: ranged reads of one version, and the stores' errors in words.
+"""Tests of pipeline/stores.py's reading: ranged reads of one version, and the stores' errors in words.
 
 No store is contacted here: the readers get a fake `fetch`, the error
 translation gets the exceptions the clients raise. tests/test_object_storage.py
@@ -11,8 +11,8 @@ from botocore import exceptions as boto
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 
-from transforms.read import READ_ERRORS, TRANSIENT_ERRORS
-from transforms.stores import InputChanged, InputVanished, ObjectReader, _gcs_read, _s3_read
+from pipeline.stores import ObjectReader, _gcs_read, _s3_read
+from transforms.read import READ_ERRORS, TRANSIENT_ERRORS, InputChanged, InputVanished
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 

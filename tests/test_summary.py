@@ -8,7 +8,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from e2e import run_cli, write_input
 from pipeline import TOOL_NAME, __version__
+from pipeline import summary as summary_module
 from pipeline.summary import (
     CollectReportFigures,
     MergeTallies,
@@ -466,3 +468,67 @@ def test_write_summary_writes_the_schema_with_drift_and_gates_a_type_change(tmp_
 def test_write_summary_refuses_drift_without_the_schema():
     with pytest.raises(ValueError, match="need the schema"):
         WriteSummary("out", RUN_ID, HEADER, None, {}, fail_on_type_change=True)
+
+
+# The run files' order, and a report that cannot be rendered ---------------------------------
+
+SCHEMA_NAMES = [((EVENTS, "Signup"), NameTypes(1, {"plan": {"string": 1}}, {}, {("plan", "string"): (0, 0, "a")}))]
+
+
+def finish_run(root, monkeypatch):
+    """The run's last step, called as a runner calls it; returns (summary, the run files in written order)."""
+    written = []
+    real_write = summary_module.write_run_file
+
+    def recording(output, run_id, name, data):
+        written.append(name)
+        real_write(output, run_id, name, data)
+
+    monkeypatch.setattr(summary_module, "write_run_file", recording)
+    monkeypatch.setattr("pipeline.output.write_run_file", recording)  # what mark_success calls
+    for f in FILES:
+        touch(root, f.path)
+    finish = summary_module._FinishRun(root, RUN_ID, HEADER, [], None)
+    (summary,) = finish.process(FILES, TALLIES, [], {}, schema=SCHEMA_NAMES)
+    return summary, written
+
+
+def test_the_run_files_are_written_summary_then_schema_then_report_then_success(tmp_path, monkeypatch):
+    root = str(tmp_path / "out")
+    summary, written = finish_run(root, monkeypatch)
+    assert summary["passed"] is True
+    assert written == ["_SUMMARY.json", "_SCHEMA.json", "_REPORT.html", "_SUCCESS"]
+    assert "report_rendered" not in summary["checks"]  # only there when it failed
+
+
+def test_a_report_that_cannot_be_rendered_keeps_summary_and_schema_and_fails_the_run(tmp_path, monkeypatch, caplog):
+    def broken(summary, document):
+        raise KeyError("a bug in the report")
+
+    monkeypatch.setattr(summary_module, "render_report", broken)
+    root = str(tmp_path / "out")
+    summary, written = finish_run(root, monkeypatch)
+    assert written == ["_SUMMARY.json", "_SCHEMA.json"]
+    assert summary["checks"]["report_rendered"] is False and summary["passed"] is False
+    assert read_summary(root) == summary  # the summary says why the run failed
+    files, folders = listing(root)
+    assert files == sorted([f.path for f in FILES] + ["_SCHEMA.json", "_SUMMARY.json"])
+    assert "_temporary" not in folders
+    assert ("the run report (_REPORT.html) cannot be rendered: the run fails; _SUMMARY.json and _SCHEMA.json "
+            "are still written, _SUCCESS is not") in caplog.text
+
+
+def test_the_cli_fails_a_run_whose_report_cannot_be_rendered(tmp_path, monkeypatch, capsys, caplog):
+    def broken(summary, document):
+        raise KeyError("a bug in the report")
+
+    monkeypatch.setattr(summary_module, "render_report", broken)
+    write_input(tmp_path / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'])
+    out = tmp_path / "out"
+    assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(out),
+                   "--reference-time", "2024-02-01T00:00:00Z") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["_SCHEMA.json", "_SUMMARY.json", "events"]
+    assert "_REPORT.html) cannot be rendered" in caplog.text
+    err = capsys.readouterr().err
+    assert "checks          FAILED (report_rendered)" in err
+    assert "cloud-import-prep: the run failed its checks: {" in err and "'report_rendered': False}" in err

@@ -1,4 +1,9 @@
-"""The pipeline's stages (Beam composites) and the pure record logic they wire together."""
+"""The pipeline's stages (Beam composites) and the pure record logic they wire together.
+
+This package imports no storage client: listing, probes and the stores' clients
+are the launch side's (pipeline/); a stage that must reach a store is given
+what it needs (ReadRawLines' opener factory).
+"""
 
 import os
 import time

@@ -20,7 +20,7 @@ from transforms.privacy import (
     split_digests,
     without,
 )
-from transforms.read import Batch, InputFile, ReadRawLines
+from transforms.read import Batch, InputFile, OpenerFactory, ReadRawLines
 from transforms.records import EVENTS_PREFIX, PROFILES_ROUTE, RecordBatch, pack, unpack
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
@@ -141,7 +141,8 @@ class ExcludeUsers(beam.PTransform):
     share of the list. The records themselves wait in their batches, keyed
     by batch, for the positions found listed: batches are never cut up, so
     what follows sees them exactly as ValidateAndSplit made them, less the
-    listed records. The result does not depend on `buckets`.
+    listed records. The result does not depend on `buckets`. A list on gs://
+    or s3:// is read with `open_objects`, as ReadRawLines reads it.
     """
 
     def __init__(
@@ -151,6 +152,7 @@ class ExcludeUsers(beam.PTransform):
         buckets: int,
         key: HashKey | None = None,
         count_types: bool = False,
+        open_objects: OpenerFactory | None = None,
     ) -> None:
         super().__init__()
         if not files:
@@ -164,6 +166,7 @@ class ExcludeUsers(beam.PTransform):
         self._buckets = buckets
         self._key = key
         self._count_types = bool(count_types)
+        self._open_objects = open_objects
 
     def expand(self, records):  # dicts of PCollections (Beam takes annotations for type hints)
         # Events and profiles are probed apart: a Flatten of the two would make the
@@ -176,7 +179,7 @@ class ExcludeUsers(beam.PTransform):
         ).with_outputs(_PROBES, main=_BATCHES)
         listed = (
             records["events"].pipeline
-            | "ReadDeletionList" >> ReadRawLines(self._files, self._range_bytes)
+            | "ReadDeletionList" >> ReadRawLines(self._files, self._range_bytes, open_objects=self._open_objects)
             | "KeyListedIds" >> beam.FlatMap(_key_listed, self._key, self._buckets)
         )
         probes = (events[_PROBES], profiles[_PROBES]) | "JoinProbes" >> beam.Flatten()

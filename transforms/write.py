@@ -46,14 +46,9 @@ class _TempFile(NamedTuple):
     bytes: int
 
 
-def join_path(root: str, *parts: str) -> str:
-    """Joins path parts with "/" under a local path or a scheme://bucket URL."""
-    return FileSystems.join(root, *parts)
-
-
 def temp_root(output: str, run_id: str) -> str:
     """The folder a run writes its unfinished files into."""
-    return join_path(output, TEMP_FOLDER, run_id)
+    return FileSystems.join(output, TEMP_FOLDER, run_id)
 
 
 def write_lines(path: str, lines: list[bytes], compressed: bool) -> int:
@@ -117,7 +112,7 @@ class _WriteShard(beam.DoFn):
         check_route(route)
         for index, part in enumerate(split_into_files(lines, keys, self._max_file_bytes)):
             # Deterministic names: a retried bundle overwrites its own files.
-            temp_path = join_path(self._temp_dir, route, f"shard-{shard:05d}-{index:05d}")
+            temp_path = FileSystems.join(self._temp_dir, route, f"shard-{shard:05d}-{index:05d}")
             try:
                 size = write_lines(temp_path, part, self._compressed)
             except OSError as err:  # a full disk, a lost permission: the user's to fix
@@ -142,7 +137,7 @@ class _NameFiles(beam.DoFn):
         names = [
             f"{route}/{part_name(i, len(ordered), self._compressed)}" for i in range(len(ordered))
         ]
-        move_files([t.temp_path for t in ordered], [join_path(self._output, n) for n in names])
+        move_files([t.temp_path for t in ordered], [FileSystems.join(self._output, n) for n in names])
         for name, temp in zip(names, ordered):
             yield WrittenFile(route, name, temp.lines, temp.bytes)
 

@@ -22,19 +22,24 @@ as Beam configures them (same credentials, same --s3_* options):
   vanished or changed since is refused with a sentence saying so, never read
   half old, half new. Reads are ranged requests of the size asked for (the
   pipeline asks 8 MiB at a time); Beam's GCS handle is slower and neither
-  pins a version nor tells a vanished object from a failing store.
+  pins a version nor tells a vanished object from a failing store. The
+  ReadRawLines stage reads objects on the workers with the ObjectOpener that
+  `opener_factory` makes (see transforms/read.py).
 """
 
 
+import functools
 import io
 import re
 import uuid
-from http import HTTPStatus
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from apache_beam.io.filesystem import FileSystem
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.read import InputChanged, InputVanished
 
 _URL = re.compile(r"(gs|s3)://([^/]*)/?(.*)", re.DOTALL)
 _GLOB = re.compile(r"[^[*?]*")  # the literal part of a pattern, before its first wildcard
@@ -54,14 +59,6 @@ class StoreError(Exception):
     """A request to an object store failed for a reason the user must fix."""
 
 
-class InputVanished(FileNotFoundError):
-    """A listed input file or object no longer exists. The message says so in a sentence."""
-
-
-class InputChanged(OSError):
-    """A listed input file or object is no longer the version listed. The message says so."""
-
-
 class StoredObject(NamedTuple):
     """One object: its URL, size in bytes, upload time (UNIX seconds, UTC) and version.
 
@@ -73,11 +70,6 @@ class StoredObject(NamedTuple):
     size: int
     upload_time: float
     version: str = ""
-
-
-def is_object_store(url: str) -> bool:
-    """Whether `url` is a gs:// or s3:// URL."""
-    return _URL.fullmatch(url) is not None
 
 
 def _split(url: str) -> tuple[str, str, str]:
@@ -270,6 +262,15 @@ class ObjectOpener:
         if scheme == "gs":
             return _open_gcs(client, url, bucket, key, size, version)
         return _open_s3(client, url, bucket, key, size, version)
+
+
+def opener_factory(options: PipelineOptions | None) -> Callable[[], ObjectOpener]:
+    """What ReadRawLines is given to open gs:// and s3:// objects on the workers.
+
+    It pickles with the pipeline's options, and each DoFn instance calls it
+    once, on its first object: one opener, so one client per store, per instance.
+    """
+    return functools.partial(ObjectOpener, options)
 
 
 # --- Google Cloud Storage -------------------------------------------------------------------
