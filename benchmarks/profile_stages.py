@@ -68,7 +68,8 @@ _PLAIN_LOOP = {
     "read_lines": READ, "list_inputs": STARTUP, "write_folder": WRITE, "_split_into_files": WRITE,
     "_reject_line": BOOKKEEPING, "run": DEDUPE, "main": STARTUP, "parse_reference_time": STARTUP,
 }
-_CLASSIFIERS = ("transforms/rules.py", "benchmarks/plain_loop.py")
+_CLASSIFIERS = ("transforms/rules.py", "transforms/updates.py", "transforms/times.py", "transforms/reasons.py",
+                "transforms/jsontext.py", "transforms/limits.py", "benchmarks/plain_loop.py")
 _BEAM_RUNNER = ("apache_beam/runners/", "apache_beam/transforms/", "apache_beam/utils/",
                 "apache_beam/metrics/", "apache_beam/typehints/", "apache_beam/pvalue.py")
 _CODERS = ("apache_beam/coders/", "/pickle.py", "cloudpickle", "dill/", "apache_beam/internal/")
@@ -86,7 +87,7 @@ def _call_site(text: str) -> str:
         return LOADS
     if "blake2b(" in text or "hexdigest" in text:
         return HASHING
-    if "dumps(" in text or "_serialise(" in text or "_serialise_deep(" in text or "join((out" in text:
+    if "dumps(" in text or "serialise(" in text or "join((out" in text:
         return SERIALISE
     return RULES
 
@@ -98,7 +99,7 @@ def frame_stage(function: str, path: str, line: int | None) -> str | None:
     if path.endswith(_CLASSIFIERS):
         if path.endswith("plain_loop.py") and name in _PLAIN_LOOP:
             return _PLAIN_LOOP[name]
-        if name in ("_serialise", "_serialise_deep"):
+        if name in ("serialise", "_serialise_deep"):
             return SERIALISE
         if line is None:
             return RULES

@@ -40,15 +40,14 @@ from transforms.records import (  # noqa: E402
     reject_line,
     split_into_files,
 )
-from transforms.rules import (  # noqa: E402
+from transforms.reasons import (  # noqa: E402
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
     NORMALISED_TIME,
     Kind,
-    RuleConfig,
-    classify,
 )
+from transforms.rules import RuleConfig, classify  # noqa: E402
 
 # (rank, offset, key, line): the yardstick keeps one plain tuple per record.
 Record = tuple[int, int, bytes, bytes]

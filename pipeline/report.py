@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.schema_report import render_schema_section
-from transforms.rules import REASON_MEANINGS
+from transforms.reasons import REASON_MEANINGS
 
 MAX_EXAMPLE_CHARS = 300
 MAX_EXAMPLES = 5  # per reject reason, and of lines that gave a key twice

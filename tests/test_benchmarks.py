@@ -29,7 +29,8 @@ from benchmarks import (  # noqa: E402
     reference,
 )
 from pipeline.cli import main as pipeline_main  # noqa: E402
-from transforms.rules import Kind, RuleConfig, classify  # noqa: E402
+from transforms.reasons import Kind  # noqa: E402
+from transforms.rules import RuleConfig, classify  # noqa: E402
 
 LINES = 2_000
 FILES = 8
@@ -318,7 +319,7 @@ def test_profile_stages_groups_sampled_stacks(tmp_path):
     cases = {
         ps.LOADS: [("classify", "transforms/rules.py", _line_of(rules, "= _loads(line)"))],
         ps.HASHING: [("_classify_event", "transforms/rules.py", _line_of(rules, "_blake2b(canonical"))],
-        ps.SERIALISE: [("_serialise", "transforms/rules.py", 1)],
+        ps.SERIALISE: [("serialise", "transforms/jsontext.py", 1)],
         ps.RULES: [("_classify_event", "transforms/rules.py", _line_of(rules, "def _classify_event"))],
         ps.PACKING: [("pack", "transforms/records.py", 1)],
         ps.DEDUPE: [("process", "transforms/dedupe.py", 1), ("pick_latest", "transforms/records.py", 1)],

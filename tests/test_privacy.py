@@ -30,16 +30,11 @@ from transforms.privacy import (
     summary_section,
     without,
 )
+from transforms.limits import MAX_RECORD_BYTES
+from transforms.reasons import Kind, Reason
 from transforms.records import pick_latest, sort_batch
-from transforms.rules import (
-    MAX_RECORD_BYTES,
-    Kind,
-    Reason,
-    RuleConfig,
-    classify,
-    event_key,
-    identity_key,
-)
+from transforms.rules import RuleConfig, classify, event_key
+from transforms.updates import identity_key
 
 SECRET = b"k3y-for-tests-only"
 KEY = HashKey(SECRET)

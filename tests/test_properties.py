@@ -19,10 +19,13 @@ import pytest
 from e2e import run_cli, summary, write_input
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
-from test_rules import GOOD_EVENTS, RECORDS, check_fate
+from rule_lines import GOOD_EVENTS, RECORDS, check_fate
 
 from transforms import records as rec
-from transforms.rules import MIN_TIME, OPERATIONS, Kind, Reason, RuleConfig, classify, is_placeholder
+from transforms.limits import is_placeholder
+from transforms.reasons import Kind, Reason
+from transforms.rules import MIN_TIME, RuleConfig, classify
+from transforms.updates import OPERATIONS
 
 REFERENCE = 1_706_745_600  # 2024-02-01T00:00:00Z, test_rules' reference time too
 REF = "2024-02-01T00:00:00Z"

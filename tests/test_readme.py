@@ -8,7 +8,8 @@ import pytest
 
 from e2e import REPO, SAMPLE, run_cli
 from pipeline.options import OWN_OPTIONS
-from transforms.rules import Kind, Reason, RuleConfig, classify
+from transforms.reasons import Kind, Reason
+from transforms.rules import RuleConfig, classify
 from transforms.schema import drift_counts
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -18,20 +18,12 @@ from typing import Any
 
 import orjson
 
+from transforms.jsontext import serialise
+from transforms.limits import MAX_RECORD_BYTES
+from transforms.reasons import INSERT_ID_GENERATED, Fate, Kind, Reason
 from transforms.records import EVENTS_PREFIX, KEY_BYTES, RecordBatch
-from transforms.rules import (
-    INSERT_ID_GENERATED,
-    MAX_RECORD_BYTES,
-    Fate,
-    Kind,
-    Reason,
-    RuleConfig,
-    _serialise,  # orjson.dumps, also for values nested deeper than orjson writes
-    classify,
-    event_key,
-    generated_insert_id,
-    identity_key,
-)
+from transforms.rules import RuleConfig, classify, event_key, generated_insert_id
+from transforms.updates import identity_key
 
 # Tally names; pipeline/summary.py turns them into the summary's "privacy" section.
 DROPPED_PREFIX = "privacy_dropped_"
@@ -42,7 +34,7 @@ LISTED_IDS = "excluded_listed_ids"
 
 DISTINCT_ID = "distinct_id"
 _PROFILE_ID = "$distinct_id"
-# Operations whose value must stay a non-empty object (rules._operation_problem).
+# Operations whose value must stay a non-empty object (updates._operation_problem).
 _OBJECT_OPERATIONS = frozenset(("$set", "$set_once", "$add", "$union", "$append", "$remove"))
 
 # Names neither flag takes, and why: what they name is not a property, or
@@ -143,7 +135,7 @@ def hash_value(value: object, key: HashKey) -> str:
     """
     if type(value) is str:
         return key.hex_digest(value.encode("utf-8"))
-    return key.hex_digest(_serialise(value, orjson.OPT_SORT_KEYS))
+    return key.hex_digest(serialise(value, orjson.OPT_SORT_KEYS))
 
 
 def drop_keys(value: object, names: frozenset[str], found: set[str]) -> None:
@@ -296,7 +288,7 @@ class Scrubber:
             properties["$insert_id"] = generated_insert_id(
                 fate.name, distinct_id, seconds, properties, self._time_unit
             )
-        out = _serialise(record)
+        out = serialise(record)
         if len(out) > MAX_RECORD_BYTES:
             return _too_large(len(out))
         key = event_key(fate.name, distinct_id, properties["$insert_id"], fate.day)
@@ -335,7 +327,7 @@ class Scrubber:
                 )
         if not dropped and not hashed:
             return fate
-        out = _serialise(record)
+        out = serialise(record)
         if len(out) > MAX_RECORD_BYTES:
             return _too_large(len(out))
         return Fate(fate.kind, _exact(out), "", key, operation, fate.normalised, values=value)

@@ -26,15 +26,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import orjson
 import zstandard
 
-from transforms.rules import (
+from transforms.reasons import (
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
     NORMALISED_TIME,
     Kind,
-    RuleConfig,
-    classify,
 )
+from transforms.rules import RuleConfig, classify
 from transforms.schema import GROUPS as SCHEMA_GROUPS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
 from transforms.schema import Partial, TypeTally, written_values

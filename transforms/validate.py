@@ -19,7 +19,8 @@ from transforms.records import (
     sort_batch,
 )
 from transforms.privacy import PrivacyConfig
-from transforms.rules import Reason, RuleConfig
+from transforms.reasons import Reason
+from transforms.rules import RuleConfig
 
 # Output tags, read by attribute: outputs.events, outputs.profiles, ...
 EVENTS = "events"
