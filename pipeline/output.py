@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline import TOOL_NAME
 from transforms import os_error_text, read_all
 from pipeline.lock import LOCK_FILE, Holder, LockError, OutputLock
-from transforms.records import is_part_file
+from transforms.layout import is_part_file
 from transforms.stores import PROBE_PREFIX, StoreError, is_object_store, list_objects, probe_writable
 from transforms.write import TEMP_FOLDER
 

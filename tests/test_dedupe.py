@@ -8,7 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.dedupe import DeduplicateEvents
-from transforms.records import sort_batch
+from transforms.records import classify_batch
 
 DAY1 = "events/day=2024-01-01"
 DAY2 = "events/day=2024-01-02"
@@ -78,8 +78,8 @@ def test_dedupe_event_resent_on_another_day_is_another_key(rule_config):
     jan1 = b'{"event":"Buy","properties":{"time":1704153599,"distinct_id":"u1","$insert_id":"i1","v":1}}'
     jan2 = b'{"event":"Buy","properties":{"time":1704153600,"distinct_id":"u1","$insert_id":"i1","v":2}}'
     jan1_again = b'{"event":"Buy","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"i1","v":3}}'
-    first = sort_batch(0, "a.json", [0, 100], [jan1, jan2], rule_config)
-    second = sort_batch(1, "b.json", [0], [jan1_again], rule_config)
+    first = classify_batch(0, "a.json", [0, 100], [jan1, jan2], rule_config)
+    second = classify_batch(1, "b.json", [0], [jan1_again], rule_config)
     assert sorted(first.events) == [DAY1, DAY2]
     assert first.events[DAY1][1:] == ([0], first.events[DAY1][2], [jan1])
     assert first.events[DAY2][1:] == ([100], first.events[DAY2][2], [jan2])

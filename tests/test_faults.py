@@ -31,7 +31,7 @@ from pipeline.summary import _FinishRun
 from transforms import FileAccessError
 from transforms.ranges import FileRange, plan_ranges
 from transforms.read import UNREADABLE, UnreadableFile, _ReadRange, match_inputs
-from transforms.records import order_for_writing, part_name
+from transforms.layout import order_for_writing, part_name
 from transforms.write import TEMP_FOLDER, _NameFiles, _WriteShard, temp_root
 
 REF = "2024-02-01T00:00:00Z"
@@ -272,8 +272,8 @@ def test_a_bug_is_not_taken_for_a_file_error(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("transforms.records.sort_batch", broken)
-    monkeypatch.setattr("transforms.validate.sort_batch", broken)
+    monkeypatch.setattr("transforms.records.classify_batch", broken)
+    monkeypatch.setattr("transforms.validate.classify_batch", broken)
     with pytest.raises(Exception, match="a bug"):
         run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), "--reference-time", REF)
     assert not (tmp_path / "out" / "_SUCCESS").exists()

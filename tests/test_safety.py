@@ -8,7 +8,7 @@ import orjson
 import pytest
 from e2e import read_json_lines, run_cli, summary, write_input
 
-from transforms.records import check_route
+from transforms.layout import check_route
 from transforms.write import _NameFiles, _TempFile, _WriteShard
 
 REF = "2024-02-01T00:00:00Z"

@@ -12,7 +12,7 @@ from pipeline.options import UsageError
 from pipeline.schema import CollectSchema, complete_schema, read_previous_schema
 from transforms import schema as sc
 from transforms.dedupe import DeduplicateEvents
-from transforms.records import sort_batch
+from transforms.records import classify_batch
 from transforms.rules import classify
 from transforms.schema import NameTypes, TypeTally
 from transforms.validate import ValidateAndSplit
@@ -60,7 +60,7 @@ def test_a_value_gets_the_type_of_its_json_token(text, expected):
 def test_values_are_typed_as_written_after_the_rules_normalised_them(rule_config):
     line = orjson.dumps({"event": "E", "properties": {
         "time": "2024-01-01T00:00:00Z", "distinct_id": 42, "price": 1.0, "n": 1}})
-    result = sort_batch(0, "a.ndjson", [0], [line], rule_config, count_types=True)
+    result = classify_batch(0, "a.ndjson", [0], [line], rule_config, count_types=True)
     ((key, counted),) = result.schema
     assert key == (sc.EVENTS, "E")
     # time: an ISO string made integer seconds; distinct_id: an integer made a string;
@@ -85,7 +85,7 @@ def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_con
         b"",
     ]
     offsets = [0, 100, 200, 300, 400, 500, 600, 700, 800]
-    result = sort_batch(3, "in/a.ndjson", offsets, lines, rule_config, count_types=True)
+    result = classify_batch(3, "in/a.ndjson", offsets, lines, rule_config, count_types=True)
     got = dict(result.schema)
     assert got == {
         (sc.EVENTS, "A"): NameTypes(
@@ -115,15 +115,15 @@ def test_a_classifier_that_hands_on_no_values_costs_a_parse_not_a_wrong_count(ru
         b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "p": [1]}}',
         b'{"$distinct_id": "u1", "$set_once": {"plan": "pro"}}',
     ]
-    expected = sort_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema
+    expected = classify_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema
     real = classify
     monkeypatch.setattr("transforms.records.classify", lambda line, config: real(line, config)._replace(values=None))
-    assert sort_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema == expected
+    assert classify_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema == expected
 
 
 def test_without_count_types_a_batch_counts_nothing(rule_config):
     line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1"}}'
-    assert sort_batch(0, "a", [0], [line], rule_config).schema == []
+    assert classify_batch(0, "a", [0], [line], rule_config).schema == []
 
 
 def test_count_lines_subtracts_what_the_batch_added(rule_config):
@@ -132,7 +132,7 @@ def test_count_lines_subtracts_what_the_batch_added(rule_config):
         b'{"event": "B", "properties": {"time": 1704067200, "distinct_id": "u1", "p": {"q": 1}}}',
         b'{"$distinct_id": "u1", "$set": {"plan": "pro"}}',
     ]
-    result = sort_batch(0, "a", [0, 1, 2], lines, rule_config, count_types=True)
+    result = classify_batch(0, "a", [0, 1, 2], lines, rule_config, count_types=True)
     # The lines as written (the rules added $insert_id).
     written_events = [classify(line, rule_config).line for line in lines[:2]]
     written_profile = [classify(lines[2], rule_config).line]

@@ -10,7 +10,8 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
-from transforms.records import RecordBatch, pick_latest, superseded_route
+from transforms.batches import RecordBatch, pick_latest
+from transforms.layout import superseded_route
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import count_lines
 from transforms.shard import GroupIntoShards, ShardKey

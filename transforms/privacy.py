@@ -1,7 +1,7 @@
 """Privacy before import (DESIGN.md §7): properties dropped or hashed, listed users found (pure; no Beam).
 
 Drop and hash are applied by `Scrubber` to every accepted record, right after
-the rules accepted it (records.sort_batch), so that the written line, the
+the rules accepted it (records.classify_batch), so that the written line, the
 generated $insert_id and the keys that place and deduplicate the record are
 all computed on what is written. The deletion list (--exclude-users) is
 joined with the records by the ExcludeUsers stage (transforms/exclude.py);
@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
+from transforms.batches import RecordBatch, select
 from transforms.jsontext import serialise
+from transforms.layout import EVENTS_PREFIX
 from transforms.limits import MAX_RECORD_BYTES
 from transforms.reasons import INSERT_ID_GENERATED, Fate, Kind, Reason
-from transforms.records import EVENTS_PREFIX, KEY_BYTES, RecordBatch
 from transforms.rules import RuleConfig, classify, event_key, generated_insert_id
 from transforms.updates import identity_key
 
@@ -467,13 +468,5 @@ def listed_positions(listed: set[bytes], probe: Probe) -> list[int]:
 
 def without(batch: RecordBatch, positions: set[int]) -> RecordBatch | None:
     """The batch less the records at `positions`, in the same order; None when none is left."""
-    rank, offsets, keys, lines = batch
-    kept = [i for i in range(len(lines)) if i not in positions]
-    if not kept:
-        return None
-    return (
-        rank,
-        [offsets[i] for i in kept],
-        b"".join(keys[i * KEY_BYTES : (i + 1) * KEY_BYTES] for i in kept),
-        [lines[i] for i in kept],
-    )
+    kept = [i for i in range(len(batch[3])) if i not in positions]
+    return select(batch, kept) if kept else None

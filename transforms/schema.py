@@ -5,7 +5,7 @@ function of its inputs, so that any runner may split and merge the work in any
 order and still write the same bytes:
 
 1. `TypeTally` counts, per event name, the (key, Python type) pairs of the
-   records the rules accepted, while sort_batch has their parsed dicts at hand;
+   records the rules accepted, while records.classify_batch has their parsed dicts at hand;
    `count_lines` does the same for written lines (re-parsed), with a sign, so
    that records removed later (superseded events) are subtracted.
 2. `NameTypes` accumulators add those partial counts up per event name (and for

@@ -10,16 +10,11 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
-from transforms.read import Batch
-from transforms.records import (
-    GROUPS_ROUTE,
-    PROFILES_ROUTE,
-    REJECTED_PREFIX,
-    REJECTS_ROUTE,
-    sort_batch,
-)
+from transforms.layout import GROUPS_ROUTE, PROFILES_ROUTE, REJECTS_ROUTE
 from transforms.privacy import PrivacyConfig
+from transforms.read import Batch
 from transforms.reasons import Reason
+from transforms.records import REJECTED_PREFIX, classify_batch
 from transforms.rules import RuleConfig
 
 # Output tags, read by attribute: outputs.events, outputs.profiles, ...
@@ -36,7 +31,7 @@ DUPLICATE_KEY_EXAMPLES = "duplicate_key_examples"
 SCHEMA_COUNTS = "schema_counts"
 
 
-class _SortBatch(beam.DoFn):
+class _ClassifyBatches(beam.DoFn):
     def __init__(
         self, config: RuleConfig, privacy: PrivacyConfig | None = None, count_types: bool = False
     ) -> None:
@@ -54,7 +49,7 @@ class _SortBatch(beam.DoFn):
 
     def process(self, batch: Batch) -> Iterator[Any]:
         rank, path, offsets, lines = batch
-        result = sort_batch(
+        result = classify_batch(
             rank, path, offsets, lines, self._config, self._privacy, count_types=self._count_types
         )
         for route, records in result.events.items():
@@ -114,7 +109,7 @@ class ValidateAndSplit(beam.PTransform):
         self._count_types = bool(count_types)
 
     def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
-        classify = _SortBatch(self._config, self._privacy, self._count_types)
+        classify = _ClassifyBatches(self._config, self._privacy, self._count_types)
         return batches | "ClassifyLines" >> beam.ParDo(classify).with_outputs(
             PROFILES,
             GROUPS,

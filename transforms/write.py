@@ -12,14 +12,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
-from transforms.records import (
-    RecordBatch,
-    ShardLines,
-    check_route,
-    order_for_writing,
-    part_name,
-    split_into_files,
-)
+from transforms.batches import RecordBatch
+from transforms.layout import ShardLines, check_route, order_for_writing, part_name, split_into_files
 from transforms.shard import ShardKey
 
 _LOG = logging.getLogger(__name__)
