@@ -21,7 +21,7 @@ from transforms import FileAccessError, os_error_text, pause_point, read_all
 from transforms import layout
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
-from transforms.schema import Outline, document_bytes
+from transforms.schema_document import Outline, document_bytes
 from transforms.privacy import excluded, summary_section
 from transforms.write import TEMP_FOLDER, WrittenFile, join_path, move_files, temp_root
 

@@ -10,7 +10,7 @@ from e2e import REPO, SAMPLE, run_cli
 from pipeline.options import OWN_OPTIONS
 from transforms.reasons import Kind, Reason
 from transforms.rules import RuleConfig, classify
-from transforms.schema import drift_counts
+from transforms.schema_document import drift_counts
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 CONFIG = RuleConfig(reference_time=1706745600)  # 2024-02-01T00:00:00Z

@@ -25,7 +25,7 @@ from transforms.reasons import (
 from transforms.rules import RuleConfig, classify
 from transforms.schema import GROUPS as SCHEMA_GROUPS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
-from transforms.schema import Partial, TypeTally, written_values
+from transforms.schema import Partial, TypeTally
 
 # Tally names; they become the summary's figures (see pipeline/summary.py).
 LINES = "lines"
@@ -164,8 +164,7 @@ def classify_batch(
             columns.lines.append(fate.line)
             names[fate.name] += 1
             if types is not None:
-                values = fate.values  # read back from the line when a classifier gave none
-                types.add_event(fate.name, values if values is not None else written_values(fate.line, None), offset)
+                types.add_event(fate.name, fate.values, offset)
         elif kind == Kind.REJECT:
             reason = fate.reason.value  # type: ignore[union-attr]
             rejects.offsets.append(offset)
@@ -186,7 +185,7 @@ def classify_batch(
             tallies[prefix + fate.name] += 1
             if types is not None:
                 section = SCHEMA_PROFILES if kind == Kind.PROFILE else SCHEMA_GROUPS
-                types.add_update(section, fate.name, written_values(fate.line, fate.values, fate.name), offset)
+                types.add_update(section, fate.name, fate.values, offset)
         else:
             tallies[BLANK_LINES] += 1
         flags = fate.normalised  # 0 for blanks and rejects
