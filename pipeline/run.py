@@ -42,7 +42,7 @@ from transforms.read import InputFile, ReadRawLines, select_inputs
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
 from transforms.validate import ValidateAndSplit
-from transforms.write import OrderShards, WritePartitions
+from transforms.write import WritePartitions
 
 _LOG = logging.getLogger(__name__)
 DEFAULT_RUNNER = DEFAULT_LOCAL_RUNNER
@@ -199,7 +199,6 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> BuiltJob:
         (profiles, split.groups, split.rejects)
         | "JoinUpdatesAndRejects" >> beam.Flatten()
         | "GroupUpdatesAndRejects" >> GroupIntoShards(target, single_shard)
-        | "OrderUpdatesAndRejects" >> OrderShards()
     )
     written = {
         "Events": deduped.survivors,

@@ -240,6 +240,11 @@ def test_in_upload_order_orders_by_rank_then_first_offset():
 K1, K2 = key("one"), key("two")
 
 
+def picked(batches):
+    """pick_latest's (survivors, superseded), each as the lines of its batches in order."""
+    return tuple([line for b in part for line in b[3]] for part in pick_latest(batches))
+
+
 @pytest.mark.parametrize(
     "batches, survivors, superseded",
     [
@@ -291,15 +296,15 @@ K1, K2 = key("one"), key("two")
 )
 def test_pick_latest(batches, survivors, superseded):
     for order in itertools.permutations(batches):
-        assert pick_latest(list(order)) == (survivors, superseded)
-        assert pick_latest(iter(order)) == (survivors, superseded)
+        assert picked(list(order)) == (survivors, superseded)
+        assert picked(iter(order)) == (survivors, superseded)
 
 
 def test_pick_latest_winner_is_not_decided_by_line_content():
     batches = [(0, [1], K1, [b"zzz"]), (0, [2], K1, [b"aaa"])]
-    assert pick_latest(batches) == ([b"aaa"], [b"zzz"])
-    assert pick_latest(batches[::-1]) == ([b"aaa"], [b"zzz"])
-    assert pick_latest([(0, [1, 2], K1 + K1, [b"zzz", b"aaa"])]) == ([b"aaa"], [b"zzz"])
+    assert picked(batches) == ([b"aaa"], [b"zzz"])
+    assert picked(batches[::-1]) == ([b"aaa"], [b"zzz"])
+    assert picked([(0, [1, 2], K1 + K1, [b"zzz", b"aaa"])]) == ([b"aaa"], [b"zzz"])
 
 
 def test_pick_latest_hundred_thousand_copies_of_one_key():
@@ -310,7 +315,7 @@ def test_pick_latest_hundred_thousand_copies_of_one_key():
         for start in range(0, 1000, 250)
     ]
     random.Random(1).shuffle(batches)
-    survivors, superseded = pick_latest(batches)
+    survivors, superseded = picked(batches)
     assert survivors == [b"99:999"]
     assert superseded == [b"%d:%d" % (r, o) for r in range(100) for o in range(1000)][:-1]
 
@@ -342,7 +347,21 @@ def test_pick_latest_matches_a_record_by_record_reference():
             latest[k] = (rank, offset)
         survivors = [r[3] for r in records if latest[r[2]] == r[:2]]
         superseded = [r[3] for r in records if latest[r[2]] != r[:2]]
-        assert pick_latest(batches) == (survivors, superseded)
+        assert picked(batches) == (survivors, superseded)
+
+
+def test_pick_latest_gives_the_batches_less_the_other_records():
+    """Each record keeps its rank, offset and key; a batch that loses nothing is passed on as it is."""
+    whole = (2, [3], K2, [b"2a"])
+    mixed = (1, [5, 6, 7], K1 + K2 + K1, [b"1a", b"2b", b"1b"])
+    lost = (0, [9], K1, [b"1z"])
+    survivors, superseded = pick_latest([mixed, whole, lost])
+    assert survivors == [(1, [7], K1, [b"1b"]), whole]
+    assert survivors[1] is whole
+    assert superseded == [lost, (1, [5, 6], K1 + K2, [b"1a", b"2b"])]
+    assert superseded[0] is lost
+    no_copies = [(2, [0], K1, [b"x"]), (1, [0], K2, [b"y"])]
+    assert pick_latest(no_copies) == (no_copies[::-1], [])
 
 
 # --- pack / unpack: what crosses the shuffle --------------------------------------------------

@@ -31,7 +31,7 @@ from pipeline.summary import _FinishRun
 from transforms import FileAccessError
 from transforms.ranges import FileRange, plan_ranges
 from transforms.read import UNREADABLE, UnreadableFile, _ReadRange, match_inputs
-from transforms.layout import order_for_writing, part_name
+from transforms.layout import part_name
 from transforms.write import TEMP_FOLDER, _NameFiles, _WriteShard, temp_root
 
 REF = "2024-02-01T00:00:00Z"
@@ -513,9 +513,9 @@ def _shards() -> list:
     profiles = [orjson.dumps({"$distinct_id": f"p{i % 3}", "$set": {"n": i}}) for i in range(9)]
     keys = [bytes([i % 3]) * 16 for i in range(9)]
     return [
-        ((DAY, 0), (events[:15], None)),
-        ((DAY, 1), (events[15:], None)),
-        (("profiles", 0), order_for_writing("profiles", [(0, list(range(9)), b"".join(keys), profiles)])),
+        ((DAY, 0), [(0, list(range(15)), b"", events[:15])]),
+        ((DAY, 1), [(0, list(range(15, 30)), b"", events[15:])]),
+        (("profiles", 0), [(0, list(range(9)), b"".join(keys), profiles)]),
     ]
 
 

@@ -472,7 +472,7 @@ def test_hashing_distinct_id_keeps_the_same_events_through_the_dedupe():
         kept = []
         for batch in result.events.values():
             positions = dict(zip(batch[3], batch[1]))
-            kept += [positions[line] for line in pick_latest([batch])[0]]
+            kept += [positions[line] for survivor in pick_latest([batch])[0] for line in survivor[3]]
         return sorted(kept)
 
     plain = survivors(None)

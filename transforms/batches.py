@@ -89,24 +89,44 @@ def in_upload_order(batches: Iterable[RecordBatch]) -> list[RecordBatch]:
     return sorted(batches, key=lambda b: (b[0], b[1][0]))
 
 
-def pick_latest(batches: Iterable[RecordBatch]) -> tuple[list[bytes], list[bytes]]:
+def pick_latest(batches: Iterable[RecordBatch]) -> tuple[list[RecordBatch], list[RecordBatch]]:
     """Keeps, per key, the record latest in upload order.
 
     Returns:
-      (survivors, superseded): the lines of each, in upload order.
+      (survivors, superseded): each a list of the given batches, less the
+      records of the other list, in upload order; a batch left with no
+      record is left out.
     """
     ordered = in_upload_order(batches)
     keys = [key for b in ordered for key in keys_of(b)]
-    lines = [line for b in ordered for line in b[3]]
     # dict() keeps the last position given for a key: the latest upload.
     latest = dict(zip(keys, range(len(keys))))
     if len(latest) == len(keys):
-        return lines, []
-    survivors = bytearray(len(keys))
+        return ordered, []
+    survives = bytearray(len(keys))
     for position in latest.values():
-        survivors[position] = 1
-    superseded = bytes(survivors).translate(_FLIP)
-    return list(compress(lines, survivors)), list(compress(lines, superseded))
+        survives[position] = 1
+    survivors: list[RecordBatch] = []
+    superseded: list[RecordBatch] = []
+    start = 0
+    for batch in ordered:
+        rank, offsets, _, lines = batch
+        end = start + len(lines)
+        flags = survives[start:end]
+        kept = flags.count(1)
+        if kept == len(lines):
+            survivors.append(batch)
+        elif kept == 0:
+            superseded.append(batch)
+        else:
+            # By mask rather than select(): the keys are split already, and
+            # compress() keeps every column at C speed.
+            batch_keys = keys[start:end]
+            for into, mask in ((survivors, flags), (superseded, flags.translate(_FLIP))):
+                offsets_kept = list(compress(offsets, mask))
+                into.append((rank, offsets_kept, b"".join(compress(batch_keys, mask)), list(compress(lines, mask))))
+        start = end
+    return survivors, superseded
 
 
 _FLIP = bytes([1, 0]) + bytes(254)
