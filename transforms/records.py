@@ -28,12 +28,16 @@ from transforms.schema import PROFILES as SCHEMA_PROFILES
 from transforms.schema import Partial, TypeTally
 
 # Tally names; they become the summary's figures (see pipeline/summary.py).
+# PROFILES, GROUPS and REJECTED are not read there (the summary counts those
+# lines in the files written): they stay as the live Beam metrics of TOTALS.
 LINES = "lines"
 BLANK_LINES = "blank_lines"
 EVENTS_ACCEPTED = "events_accepted"
 PROFILES = "profiles"
 GROUPS = "groups"
 REJECTED = "rejected"
+# Counted for every batch; each is also a Beam metric of the same name (transforms/validate.py).
+TOTALS = (LINES, BLANK_LINES, EVENTS_ACCEPTED, PROFILES, GROUPS, REJECTED)
 REJECTED_PREFIX = "rejected_"
 NORMALISED_PREFIX = "normalised_"
 PROFILE_OPERATION_PREFIX = "operation_profiles_"

@@ -14,7 +14,7 @@ from transforms.layout import GROUPS_ROUTE, PROFILES_ROUTE, REJECTS_ROUTE
 from transforms.privacy import PrivacyConfig
 from transforms.read import Batch
 from transforms.reasons import Reason
-from transforms.records import REJECTED_PREFIX, classify_batch
+from transforms.records import REJECTED_PREFIX, TOTALS, classify_batch
 from transforms.rules import RuleConfig
 
 # Output tags, read by attribute: outputs.events, outputs.profiles, ...
@@ -39,10 +39,8 @@ class _ClassifyBatches(beam.DoFn):
         self._config = config
         self._privacy = privacy
         self._count_types = count_types
-        self._counters = {
-            name: Metrics.counter(METRICS_NAMESPACE, name)
-            for name in ("lines", "blank_lines", "events_accepted", "profiles", "groups", "rejected")
-        }
+        # The batch's tallies, also as Beam metrics: what the Dataflow UI shows while the job runs.
+        self._counters = {name: Metrics.counter(METRICS_NAMESPACE, name) for name in TOTALS}
         for reason in Reason:
             name = REJECTED_PREFIX + reason.value
             self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
