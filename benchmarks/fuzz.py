@@ -38,7 +38,8 @@ if __package__ in (None, ""):
 import orjson  # noqa: E402
 
 from transforms.ranges import BOM  # noqa: E402
-from transforms.rules import Kind, RuleConfig, classify  # noqa: E402
+from transforms.reasons import Kind  # noqa: E402
+from transforms.rules import RuleConfig, classify  # noqa: E402
 
 REFERENCE_TIME = "2024-02-01T00:00:00Z"
 REFERENCE_SECONDS = 1_706_745_600

@@ -46,7 +46,7 @@ LOADS = "classify: orjson.loads"
 RULES = "classify: rules (Python)"
 SERIALISE = "classify: serialise (orjson.dumps)"
 HASHING = "classify: hashing (BLAKE2b)"
-BOOKKEEPING = "sort_batch / loop bookkeeping, reject lines"
+BOOKKEEPING = "classify_batch / loop bookkeeping, reject lines"
 PACKING = "shard, pack/unpack across the shuffle"
 CODERS = "coders & pickling"
 RUNNER = "runner: bundles, buffers, shuffle, DoFn calls"
@@ -58,17 +58,14 @@ WAITING = "waiting (a thread blocked: wall time, not CPU; not in the total)"
 STAGES = (STARTUP, READ, LOADS, RULES, SERIALISE, HASHING, BOOKKEEPING, PACKING, CODERS, RUNNER,
           DEDUPE, WRITE, SUMMARY, OTHER, WAITING)
 
-_RECORDS = {
-    "pack": PACKING, "unpack": PACKING, "shards_of": PACKING, "split_batch": PACKING,
-    "batch_bytes": PACKING, "shard_count": PACKING,
-    "pick_latest": DEDUPE, "in_upload_order": DEDUPE, "_keys": DEDUPE,
-    "order_for_writing": WRITE, "split_into_files": WRITE, "part_name": WRITE,
-}
+# Functions of transforms/batches.py, which serve several stages (the rest of it is packing).
+_BATCHES = {"pick_latest": DEDUPE, "in_upload_order": DEDUPE, "keys_of": DEDUPE}
 _PLAIN_LOOP = {
     "read_lines": READ, "list_inputs": STARTUP, "write_folder": WRITE, "_split_into_files": WRITE,
     "_reject_line": BOOKKEEPING, "run": DEDUPE, "main": STARTUP, "parse_reference_time": STARTUP,
 }
-_CLASSIFIERS = ("transforms/rules.py", "benchmarks/plain_loop.py")
+_CLASSIFIERS = ("transforms/rules.py", "transforms/updates.py", "transforms/times.py", "transforms/reasons.py",
+                "transforms/jsontext.py", "transforms/limits.py", "benchmarks/plain_loop.py")
 _BEAM_RUNNER = ("apache_beam/runners/", "apache_beam/transforms/", "apache_beam/utils/",
                 "apache_beam/metrics/", "apache_beam/typehints/", "apache_beam/pvalue.py")
 _CODERS = ("apache_beam/coders/", "/pickle.py", "cloudpickle", "dill/", "apache_beam/internal/")
@@ -86,7 +83,7 @@ def _call_site(text: str) -> str:
         return LOADS
     if "blake2b(" in text or "hexdigest" in text:
         return HASHING
-    if "dumps(" in text or "_serialise(" in text or "_serialise_deep(" in text or "join((out" in text:
+    if "dumps(" in text or "serialise(" in text or "join((out" in text:
         return SERIALISE
     return RULES
 
@@ -98,13 +95,17 @@ def frame_stage(function: str, path: str, line: int | None) -> str | None:
     if path.endswith(_CLASSIFIERS):
         if path.endswith("plain_loop.py") and name in _PLAIN_LOOP:
             return _PLAIN_LOOP[name]
-        if name in ("_serialise", "_serialise_deep"):
+        if name in ("serialise", "_serialise_deep"):
             return SERIALISE
         if line is None:
             return RULES
         return _call_site(linecache.getline(_source(path), line))
     if path.endswith("transforms/records.py"):
-        return _RECORDS.get(name, BOOKKEEPING)
+        return BOOKKEEPING
+    if path.endswith("transforms/batches.py"):
+        return _BATCHES.get(name, PACKING)
+    if path.endswith("transforms/layout.py"):
+        return WRITE
     if path.endswith(("transforms/shard.py",)):
         return PACKING
     if path.endswith("transforms/dedupe.py"):
@@ -286,7 +287,7 @@ def run_cprofile(argv: Sequence[str], plain: bool, dump: str | None) -> Counter[
 
 
 PER_LINE_WORK = (
-    "none", "loads", "plain-classify", "pipeline-classify", "sort-batch",
+    "none", "loads", "plain-classify", "pipeline-classify", "classify-batch",
     "pack-pipeline", "pack-zlib1", "pack-zstd1", "pack-none",
 )
 
@@ -299,10 +300,10 @@ def per_line_work(
 
     The lines are read first (the plain loop's reader; the first `limit` only,
     if given), so only the per-line work is timed: "loads" (orjson alone),
-    both classifiers, the pipeline's sort_batch (classifier and bookkeeping)
+    both classifiers, the pipeline's classify_batch (classifier and bookkeeping)
     on batches of 8 MiB, and packing the event lines for the shuffle (pack and
     unpack in batches of 650 lines, about what one 8 MiB batch gives one day)
-    with the pipeline's own records.pack and unpack, or with zlib level 1,
+    with the pipeline's own batches.pack and unpack, or with zlib level 1,
     zstd level 1 or no compression alone (join and split included). The
     per-line figures of the pack items are per event line. "none" does
     nothing: under `valgrind --tool=cachegrind`, `--only NAME` less
@@ -315,7 +316,8 @@ def per_line_work(
     import zstandard  # noqa: PLC0415
 
     from benchmarks import plain_loop  # noqa: PLC0415
-    from transforms.records import pack, sort_batch, unpack  # noqa: PLC0415
+    from transforms.batches import pack, unpack  # noqa: PLC0415
+    from transforms.records import classify_batch  # noqa: PLC0415
     from transforms.rules import RuleConfig, classify  # noqa: PLC0415
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
@@ -370,7 +372,7 @@ def per_line_work(
         "loads": lambda: each(loads),
         "plain-classify": lambda: each(lambda line: plain(line, reference)),
         "pipeline-classify": lambda: each(lambda line: classify(line, config)),
-        "sort-batch": lambda: each_batch(lambda b: sort_batch(0, "x", list(range(len(b))), b, config)),
+        "classify-batch": lambda: each_batch(lambda b: classify_batch(0, "x", list(range(len(b))), b, config)),
         "pack-pipeline": lambda: each_packed(),
         "pack-zlib1": lambda: each_piece(lambda b: zlib.compress(b, 1), zlib.decompress),
         "pack-zstd1": lambda: each_piece(zstd_in.compress, zstd_out.decompress),
@@ -423,7 +425,7 @@ def main(argv: Sequence[str]) -> int:
     prof.add_argument("--dump", help="Also save the execution's raw cProfile stats. Example: --dump run.prof")
     prof.add_argument("args", nargs=argparse.REMAINDER, help="The run's own arguments, after --")
     per_line = sub.add_parser("per-line", help="CPU µs per line of loads, both classifiers, "
-                              "sort_batch and packing. Example: per-line --input 'd/*' "
+                              "classify_batch and packing. Example: per-line --input 'd/*' "
                               "--reference-time 2024-06-01")
     per_line.add_argument("--input", action="append", required=True,
                           help="Glob of input files. Example: --input 'data/*'")

@@ -31,24 +31,23 @@ import orjson  # noqa: E402
 
 from benchmarks.plain_loop import list_inputs, parse_reference_time, yardstick_parser  # noqa: E402
 from transforms.ranges import UNBOUNDED, iter_line_batches  # noqa: E402
-from transforms.records import (  # noqa: E402
+from transforms.layout import (  # noqa: E402
     GROUPS_ROUTE,
     PROFILES_ROUTE,
     REJECTS_ROUTE,
     events_route,
     part_name,
-    reject_line,
     split_into_files,
 )
-from transforms.rules import (  # noqa: E402
+from transforms.reasons import (  # noqa: E402
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
     NORMALISED_TIME,
     Kind,
-    RuleConfig,
-    classify,
 )
+from transforms.records import reject_line  # noqa: E402
+from transforms.rules import RuleConfig, classify  # noqa: E402
 
 # (rank, offset, key, line): the yardstick keeps one plain tuple per record.
 Record = tuple[int, int, bytes, bytes]

@@ -5,7 +5,7 @@ rejects (combiners in CollectReportFigures), plus _REPORT.html itself. This
 script runs the real CLI on the benchmark corpus, alternately as is and with
 those steps replaced by empty collections, each in a fresh child process, and
 prints CPU and wall medians and the difference. The per-line counting that
-feeds them (one dict increment per accepted event, inside sort_batch) stays in
+feeds them (one dict increment per accepted event, inside classify_batch) stays in
 both variants; it is timed on its own and printed beside.
 
 Examples:
@@ -80,7 +80,7 @@ def main(argv: Sequence[str]) -> int:
             print(f"run {run + 1} {variant:>7} report figures: wall {usage.wall_s:7.2f} s  CPU {usage.cpu_s:7.2f} s")
     cpu = {v: statistics.median(u.cpu_s for u in r) for v, r in results.items()}
     wall = {v: statistics.median(u.wall_s for u in r) for v, r in results.items()}
-    # The counting inside sort_batch, timed alone over as many increments.
+    # The counting inside classify_batch, timed alone over as many increments.
     names = [f"Event {i % 40}" for i in range(corpus.lines)]
     counting = timeit.timeit(lambda: _count(names), number=1)
     print(f"medians: with {cpu['with']:.2f} s CPU / {wall['with']:.2f} s wall; "

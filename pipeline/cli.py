@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None, *, collect_schema: bool = True) -> i
 
 def _print_drift(schema: dict | None) -> None:
     """With --previous-schema, one headline line: what changed, in counts."""
-    from transforms.schema import drift_counts  # noqa: PLC0415
+    from transforms.schema_document import drift_counts  # noqa: PLC0415
 
     if schema is not None and "drift" in schema:
         print(f"  {'schema drift':<16}{drift_counts(schema['drift'])}", file=sys.stderr)

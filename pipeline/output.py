@@ -26,8 +26,8 @@ from pipeline import TOOL_NAME
 from pipeline.lock import LOCK_FILE, Holder, LockError, OutputLock, release_run_lock
 from pipeline.stores import PROBE_PREFIX, StoreError, list_objects, probe_writable
 from transforms import FileAccessError, os_error_text, read_all
+from transforms.layout import is_part_file
 from transforms.read import is_object_store
-from transforms.records import is_part_file
 from transforms.write import TEMP_FOLDER, move_files, temp_root
 
 _LOG = logging.getLogger(__name__)

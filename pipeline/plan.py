@@ -49,7 +49,7 @@ from pipeline.runner_guards import (
 from pipeline.schema import read_previous_schema
 from transforms.privacy import exclusion_buckets
 from transforms.read import InputFile
-from transforms.schema import Outline
+from transforms.schema_document import Outline
 
 _LOG = logging.getLogger(__name__)
 # Shards aim at this size (or --max-file-mb if smaller): enough to spread a

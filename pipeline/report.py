@@ -8,10 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.schema_report import render_schema_section
-from transforms.rules import REASON_MEANINGS
+from transforms.reasons import REASON_MEANINGS
+from transforms.records import DUPLICATE_KEY_EXAMPLES, EXAMPLE_CHARS, EXAMPLES_PER_REASON
 
-MAX_EXAMPLE_CHARS = 300
-MAX_EXAMPLES = 5  # per reject reason, and of lines that gave a key twice
 # Beyond this many days between the first and the last, the day chart shows
 # only the days that have events: one bar per day would be too thin to see.
 MAX_FILLED_DAYS = 1830
@@ -273,8 +272,8 @@ def _example(example: Mapping[str, Any]) -> str:
     else:
         text, kind = example.get("line_base64", ""), "line base64"
         where += ' <span class="where">(not UTF-8; base64 of the raw bytes)</span>'
-    if len(text) > MAX_EXAMPLE_CHARS:
-        text = text[:MAX_EXAMPLE_CHARS] + "…"
+    if len(text) > EXAMPLE_CHARS:
+        text = text[:EXAMPLE_CHARS] + "…"
     return f'<li>{where}<pre class="{kind}">{_e(text)}</pre></li>'
 
 
@@ -285,7 +284,7 @@ def _rejects(summary: Mapping[str, Any], examples: Mapping[str, Sequence[Mapping
     rows = sorted(((code, n) for code, n in by_reason.items() if n), key=lambda item: (-item[1], item[0]))
     parts = [_hbar_chart("rejects-by-reason", "Rejected lines by reason", rows, "reject", "lines")]
     for code, count in rows:
-        items = "".join(_example(ex) for ex in examples.get(code, ())[:MAX_EXAMPLES])
+        items = "".join(_example(ex) for ex in examples.get(code, ())[:EXAMPLES_PER_REASON])
         parts.append(
             f'<div class="reason" data-reason="{_e(code)}" data-count="{count}">'
             f"<h3><code>{_e(code)}</code> — {_n(count)} {'line' if count == 1 else 'lines'}</h3>"
@@ -300,7 +299,7 @@ def _duplicate_keys(summary: Mapping[str, Any], examples: Sequence[Mapping[str, 
     count = _duplicate_key_lines(summary)
     if not count:
         return '<p class="empty" id="duplicate-keys-empty">No accepted line gave a key twice.</p>'
-    items = "".join(_example(ex) for ex in examples[:MAX_EXAMPLES])
+    items = "".join(_example(ex) for ex in examples[:DUPLICATE_KEY_EXAMPLES])
     lines = "accepted line" if count == 1 else "accepted lines"
     return (
         f'<div id="duplicate-keys" class="duplicates" data-count="{count}">'

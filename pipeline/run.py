@@ -21,7 +21,7 @@ from transforms.read import ReadRawLines
 from transforms.rules import RuleConfig
 from transforms.shard import GroupIntoShards
 from transforms.validate import ValidateAndSplit
-from transforms.write import OrderShards, WritePartitions
+from transforms.write import WritePartitions
 
 _LOG = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ def build(pipeline: beam.Pipeline, plan: LaunchPlan) -> None:
         (profiles, split.groups, split.rejects)
         | "JoinUpdatesAndRejects" >> beam.Flatten()
         | "GroupUpdatesAndRejects" >> GroupIntoShards(target, plan.single_shard)
-        | "OrderUpdatesAndRejects" >> OrderShards()
     )
     written = {
         "Events": deduped.survivors,

@@ -11,17 +11,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.options import UsageError
 from pipeline.output import SCHEMA_FILE
 from transforms import os_error_text, read_all
-from transforms.schema import (
-    NameTypes,
-    Outline,
-    SchemaKey,
-    SchemaShapeError,
-    document_of,
-    drift,
-    finish_name,
-    merge,
-    outline,
-)
+from transforms.schema import NameTypes, SchemaKey, finish_name, merge
+from transforms.schema_document import Outline, SchemaShapeError, document_of, drift, outline
 
 # The summary's check that --fail-on-type-change adds.
 TYPE_CHANGES_CHECK = "type_changes_ok"
@@ -53,7 +44,7 @@ class CollectSchema(beam.PTransform):
     ValidateAndSplit (the accepted records) and DeduplicateEvents (the
     superseded events, negative). Output: ((section, name), NameTypes), each
     name once with its final figures (schema.finish_name), which the job's
-    last step lays out as _SCHEMA.json (schema.document_of).
+    last step lays out as _SCHEMA.json (schema_document.document_of).
 
     A combiner, so it works on every runner without a second pass over the
     data; every figure is a sum, so the bundles and the order of merges

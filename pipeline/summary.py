@@ -24,10 +24,10 @@ from pipeline.output import (
 )
 from pipeline.report import render_report
 from pipeline.schema import complete_schema
-from transforms import pause_point, read_all
+from transforms import layout, pause_point, read_all
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
-from transforms.schema import Outline, document_bytes
+from transforms.schema_document import Outline, document_bytes
 from transforms.privacy import excluded, summary_section
 from transforms.write import WrittenFile
 
@@ -169,14 +169,14 @@ def build_summary(
     for f in files:
         by_route[f.route] += f.lines
     events_by_day = {
-        route[len(rec.EVENTS_PREFIX) :]: n
+        route[len(layout.EVENTS_PREFIX) :]: n
         for route, n in sorted(by_route.items())
-        if route.startswith(rec.EVENTS_PREFIX)
+        if route.startswith(layout.EVENTS_PREFIX)
     }
     events = sum(events_by_day.values())
-    profiles = by_route[rec.PROFILES_ROUTE]
-    groups = by_route[rec.GROUPS_ROUTE]
-    rejected = by_route[rec.REJECTS_ROUTE]
+    profiles = by_route[layout.PROFILES_ROUTE]
+    groups = by_route[layout.GROUPS_ROUTE]
+    rejected = by_route[layout.REJECTS_ROUTE]
     superseded = tallies.get(SUPERSEDED_COUNT, 0)
     lines = tallies.get(rec.LINES, 0)
     blank = tallies.get(rec.BLANK_LINES, 0)

@@ -30,7 +30,8 @@ from benchmarks import (  # noqa: E402
     reference,
 )
 from pipeline.cli import main as pipeline_main  # noqa: E402
-from transforms.rules import Kind, RuleConfig, classify  # noqa: E402
+from transforms.reasons import Kind  # noqa: E402
+from transforms.rules import RuleConfig, classify  # noqa: E402
 
 LINES = 2_000
 FILES = 8
@@ -329,10 +330,10 @@ def test_profile_stages_groups_sampled_stacks(tmp_path):
     cases = {
         ps.LOADS: [("classify", "transforms/rules.py", _line_of(rules, "= _loads(line)"))],
         ps.HASHING: [("_classify_event", "transforms/rules.py", _line_of(rules, "_blake2b(canonical"))],
-        ps.SERIALISE: [("_serialise", "transforms/rules.py", 1)],
+        ps.SERIALISE: [("serialise", "transforms/jsontext.py", 1)],
         ps.RULES: [("_classify_event", "transforms/rules.py", _line_of(rules, "def _classify_event"))],
-        ps.PACKING: [("pack", "transforms/records.py", 1)],
-        ps.DEDUPE: [("process", "transforms/dedupe.py", 1), ("pick_latest", "transforms/records.py", 1)],
+        ps.PACKING: [("pack", "transforms/batches.py", 1)],
+        ps.DEDUPE: [("process", "transforms/dedupe.py", 1), ("pick_latest", "transforms/batches.py", 1)],
         ps.READ: [("batches", "transforms/read.py", 1), ("_GzipReader.read", "gzip.py", 1)],
         ps.WRITE: [("process", "transforms/write.py", 1), ("GzipFile.write", "gzip.py", 1)],
         ps.CODERS: [("encode", "apache_beam/coders/coder_impl.py", 1)],
@@ -345,11 +346,11 @@ def test_profile_stages_groups_sampled_stacks(tmp_path):
     raw.write_text(
         "main (pipeline/cli.py:10) 7\n"
         "run_stages (apache_beam/runners/portability/fn_api_runner/fn_runner.py:404);"
-        "pack (transforms/records.py:300) 3\n"
+        "pack (transforms/batches.py:300) 3\n"
     )
     assert profile_stages.group_spy(raw) == {ps.MAIN_PROCESS: {ps.STARTUP: 7, ps.PACKING: 3}}
     raw.write_text(
         'process 1:"python -m pipeline";process 2:"python -m sdk_worker_main";'
-        "Thread._bootstrap (threading.py:1002);pack (transforms/records.py:300) 4\n"
+        "Thread._bootstrap (threading.py:1002);pack (transforms/batches.py:300) 4\n"
     )
     assert profile_stages.group_spy(raw) == {ps.WORKER_PROCESSES: {ps.PACKING: 4}}

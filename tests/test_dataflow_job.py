@@ -33,7 +33,6 @@ STEPS = [
     "DeduplicateEvents",
     "JoinUpdatesAndRejects",
     "GroupUpdatesAndRejects",
-    "OrderUpdatesAndRejects",
     "WritePartitions",
     "JoinTallies",
     "MergeTallies",

@@ -8,7 +8,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.dedupe import DeduplicateEvents
-from transforms.records import sort_batch
+from transforms.layout import order_for_writing
+from transforms.records import classify_batch
 
 DAY1 = "events/day=2024-01-01"
 DAY2 = "events/day=2024-01-02"
@@ -21,6 +22,12 @@ def key(text):
 
 
 KA, KB, KC = key("a"), key("b"), key("c")
+
+
+def written(element):
+    """A shard as WritePartitions writes it: its lines in written order, and keys to cut files by."""
+    (route, shard), batches = element
+    return (route, shard), order_for_writing(route, batches)
 
 
 @pytest.fixture
@@ -42,17 +49,20 @@ SURVIVORS = [((DAY1, 0), ([b"b@1:6", b"c@1:7", b"a@2:0"], None))]
 def test_dedupe_latest_upload_wins(copies_across_ranks):
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(copies_across_ranks) | DeduplicateEvents(BIG)
-        assert_that(out.survivors, equal_to(SURVIVORS), label="CheckSurvivors")
-        assert_that(out.superseded, equal_to([]), label="CheckNoSupersededWritten")
+        written_survivors = out.survivors | "WriteSurvivors" >> beam.Map(written)
+        assert_that(written_survivors, equal_to(SURVIVORS), label="CheckSurvivors")
+        written_superseded = out.superseded | "WriteSuperseded" >> beam.Map(written)
+        assert_that(written_superseded, equal_to([]), label="CheckNoSupersededWritten")
         assert_that(out.tallies, equal_to([{"superseded": 4}]), label="CheckTallies")
 
 
 def test_dedupe_keep_superseded(copies_across_ranks):
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(copies_across_ranks) | DeduplicateEvents(BIG, keep_superseded=True)
-        assert_that(out.survivors, equal_to(SURVIVORS), label="CheckSurvivors")
+        written_survivors = out.survivors | "WriteSurvivors" >> beam.Map(written)
+        assert_that(written_survivors, equal_to(SURVIVORS), label="CheckSurvivors")
         assert_that(
-            out.superseded,
+            out.superseded | "WriteSuperseded" >> beam.Map(written),
             equal_to([((SUPERSEDED1, 0), ([b"a@0:10", b"b@0:20", b"b@1:5", b"a@1:900"], None))]),
             label="CheckSuperseded",
         )
@@ -64,11 +74,12 @@ def test_dedupe_no_duplicates_no_tallies():
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(events) | DeduplicateEvents(BIG, keep_superseded=True)
         assert_that(
-            out.survivors,
+            out.survivors | "WriteSurvivors" >> beam.Map(written),
             equal_to([((DAY1, 0), ([b"a"], None)), ((DAY2, 0), ([b"b", b"c"], None))]),
             label="CheckSurvivors",
         )
-        assert_that(out.superseded, equal_to([]), label="CheckNoSuperseded")
+        written_superseded = out.superseded | "WriteSuperseded" >> beam.Map(written)
+        assert_that(written_superseded, equal_to([]), label="CheckNoSuperseded")
         assert_that(out.tallies, equal_to([]), label="CheckNoTallies")
 
 
@@ -78,8 +89,8 @@ def test_dedupe_event_resent_on_another_day_is_another_key(rule_config):
     jan1 = b'{"event":"Buy","properties":{"time":1704153599,"distinct_id":"u1","$insert_id":"i1","v":1}}'
     jan2 = b'{"event":"Buy","properties":{"time":1704153600,"distinct_id":"u1","$insert_id":"i1","v":2}}'
     jan1_again = b'{"event":"Buy","properties":{"time":1704067200,"distinct_id":"u1","$insert_id":"i1","v":3}}'
-    first = sort_batch(0, "a.json", [0, 100], [jan1, jan2], rule_config)
-    second = sort_batch(1, "b.json", [0], [jan1_again], rule_config)
+    first = classify_batch(0, "a.json", [0, 100], [jan1, jan2], rule_config)
+    second = classify_batch(1, "b.json", [0], [jan1_again], rule_config)
     assert sorted(first.events) == [DAY1, DAY2]
     assert first.events[DAY1][1:] == ([0], first.events[DAY1][2], [jan1])
     assert first.events[DAY2][1:] == ([100], first.events[DAY2][2], [jan2])
@@ -89,12 +100,14 @@ def test_dedupe_event_resent_on_another_day_is_another_key(rule_config):
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(batches) | DeduplicateEvents(BIG, keep_superseded=True)
         assert_that(
-            out.survivors,
+            out.survivors | "WriteSurvivors" >> beam.Map(written),
             equal_to([((DAY1, 0), ([jan1_again], None)), ((DAY2, 0), ([jan2], None))]),
             label="CheckSurvivors",
         )
         assert_that(
-            out.superseded, equal_to([((SUPERSEDED1, 0), ([jan1], None))]), label="CheckSuperseded"
+            out.superseded | "WriteSuperseded" >> beam.Map(written),
+            equal_to([((SUPERSEDED1, 0), ([jan1], None))]),
+            label="CheckSuperseded",
         )
         assert_that(out.tallies, equal_to([{"superseded": 1}]), label="CheckTallies")
 
@@ -130,12 +143,12 @@ def test_dedupe_across_several_shards():
     with TestPipeline(runner="FnApiRunner") as p:
         out = p | beam.Create(batches) | DeduplicateEvents(target, keep_superseded=True)
         assert_that(
-            out.survivors,
+            out.survivors | "WriteSurvivors" >> beam.Map(written),
             equal_to([((DAY1, s), (lines, None)) for s, lines in survivors.items()]),
             label="CheckSurvivors",
         )
         assert_that(
-            out.superseded,
+            out.superseded | "WriteSuperseded" >> beam.Map(written),
             equal_to([((SUPERSEDED1, s), (lines, None)) for s, lines in superseded.items()]),
             label="CheckSuperseded",
         )
@@ -163,9 +176,12 @@ def test_dedupe_hundred_thousand_copies_of_one_event():
     with TestPipeline(runner="FnApiRunner") as p:
         batches = p | beam.Create(range(10)) | "MakeCopies" >> beam.FlatMap(ten_thousand_copies)
         out = batches | DeduplicateEvents(BIG, keep_superseded=True)
-        assert_that(out.survivors, equal_to([((DAY1, 0), ([b"9:99999"], None))]), label="CheckSurvivor")
+        written_survivors = out.survivors | "WriteSurvivors" >> beam.Map(written)
+        assert_that(written_survivors, equal_to([((DAY1, 0), ([b"9:99999"], None))]), label="CheckSurvivor")
         assert_that(
-            out.superseded, equal_to([((SUPERSEDED1, 0), (superseded, None))]), label="CheckSuperseded"
+            out.superseded | "WriteSuperseded" >> beam.Map(written),
+            equal_to([((SUPERSEDED1, 0), (superseded, None))]),
+            label="CheckSuperseded",
         )
         assert_that(out.tallies, equal_to([{"superseded": 99_999}]), label="CheckTallies")
 

@@ -13,7 +13,7 @@ from conftest import REFERENCE_TIME
 from pipeline.inputs import select_inputs
 from transforms.exclude import ExcludeUsers
 from transforms.privacy import HashKey, PrivacyConfig
-from transforms.records import sort_batch
+from transforms.records import classify_batch
 from transforms.rules import RuleConfig
 
 CONFIG = RuleConfig(REFERENCE_TIME)
@@ -52,7 +52,7 @@ def batches(privacy=None):
     events, profiles = [], []
     for (rank, start), lines in LINES.items():
         offsets = [start + 100 * i for i in range(len(lines))]
-        result = sort_batch(rank, f"f{rank}", offsets, lines, CONFIG, privacy)
+        result = classify_batch(rank, f"f{rank}", offsets, lines, CONFIG, privacy)
         events += list(result.events.items())
         if result.profiles:
             profiles.append(("profiles", result.profiles))

@@ -31,8 +31,8 @@ from pipeline.summary import _FinishRun
 from transforms import FileAccessError
 from transforms.ranges import FileRange, plan_ranges
 from pipeline.inputs import match_inputs
+from transforms.layout import part_name
 from transforms.read import UNREADABLE, UnreadableFile, _ReadRange
-from transforms.records import order_for_writing, part_name
 from transforms.write import TEMP_FOLDER, _NameFiles, _WriteShard, temp_root
 
 REF = "2024-02-01T00:00:00Z"
@@ -273,8 +273,8 @@ def test_a_bug_is_not_taken_for_a_file_error(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr("transforms.records.sort_batch", broken)
-    monkeypatch.setattr("transforms.validate.sort_batch", broken)
+    monkeypatch.setattr("transforms.records.classify_batch", broken)
+    monkeypatch.setattr("transforms.validate.classify_batch", broken)
     with pytest.raises(Exception, match="a bug"):
         run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), "--reference-time", REF)
     assert not (tmp_path / "out" / "_SUCCESS").exists()
@@ -514,9 +514,9 @@ def _shards() -> list:
     profiles = [orjson.dumps({"$distinct_id": f"p{i % 3}", "$set": {"n": i}}) for i in range(9)]
     keys = [bytes([i % 3]) * 16 for i in range(9)]
     return [
-        ((DAY, 0), (events[:15], None)),
-        ((DAY, 1), (events[15:], None)),
-        (("profiles", 0), order_for_writing("profiles", [(0, list(range(9)), b"".join(keys), profiles)])),
+        ((DAY, 0), [(0, list(range(15)), b"", events[:15])]),
+        ((DAY, 1), [(0, list(range(15, 30)), b"", events[15:])]),
+        (("profiles", 0), [(0, list(range(9)), b"".join(keys), profiles)]),
     ]
 
 

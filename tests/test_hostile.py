@@ -14,7 +14,8 @@ import orjson
 import pytest
 from e2e import REPO, read_json_lines, run_cli, summary, write_input
 
-from transforms.rules import Kind, Reason, RuleConfig, classify
+from transforms.reasons import Kind, Reason
+from transforms.rules import RuleConfig, classify
 
 REF = "2024-02-01T00:00:00Z"
 CONFIG = RuleConfig(1_706_745_600)

@@ -30,16 +30,12 @@ from transforms.privacy import (
     summary_section,
     without,
 )
-from transforms.records import pick_latest, sort_batch
-from transforms.rules import (
-    MAX_RECORD_BYTES,
-    Kind,
-    Reason,
-    RuleConfig,
-    classify,
-    event_key,
-    identity_key,
-)
+from transforms.batches import pick_latest
+from transforms.limits import MAX_RECORD_BYTES
+from transforms.reasons import Kind, Reason
+from transforms.records import classify_batch
+from transforms.rules import RuleConfig, classify, event_key
+from transforms.updates import identity_key
 
 SECRET = b"k3y-for-tests-only"
 KEY = HashKey(SECRET)
@@ -402,10 +398,10 @@ def test_group_updates_keep_their_identity_and_hash_operation_keys():
     assert tallies == {HASHED_PREFIX + "owner_email": 1}
 
 
-# --- sort_batch with privacy ----------------------------------------------------------------
+# --- classify_batch with privacy ----------------------------------------------------------------
 
 
-def test_sort_batch_counts_each_name_once_per_line():
+def test_classify_batch_counts_each_name_once_per_line():
     lines = [
         event(distinct_id="u1", email="a", n={"email": "b"}),
         event(distinct_id="u2"),
@@ -413,7 +409,7 @@ def test_sort_batch_counts_each_name_once_per_line():
         b"{broken",
     ]
     privacy = PrivacyConfig(drop=("email",), hash=("distinct_id",), key=KEY)
-    result = sort_batch(0, "a.ndjson", [0, 100, 200, 300], lines, CONFIG, privacy)
+    result = classify_batch(0, "a.ndjson", [0, 100, 200, 300], lines, CONFIG, privacy)
     assert result.tallies[DROPPED_PREFIX + "email"] == 2
     assert result.tallies[HASHED_PREFIX + "distinct_id"] == 3
     assert result.tallies["rejected"] == 1 and result.tallies["events_accepted"] == 2
@@ -427,8 +423,8 @@ def test_privacy_never_counts_duplicate_keys_it_did_not_find():
         dumps({"$distinct_id": "u1", "$set": {"email": "x:y", "b": 1}}),
     ]
     privacy = PrivacyConfig(drop=("email",), hash=("distinct_id",), key=KEY)
-    with_privacy = sort_batch(0, "a.ndjson", [0, 100, 200], lines, CONFIG, privacy)
-    without_privacy = sort_batch(0, "a.ndjson", [0, 100, 200], lines, CONFIG)
+    with_privacy = classify_batch(0, "a.ndjson", [0, 100, 200], lines, CONFIG, privacy)
+    without_privacy = classify_batch(0, "a.ndjson", [0, 100, 200], lines, CONFIG)
     assert with_privacy.tallies["normalised_duplicate_keys"] == 1
     assert without_privacy.tallies["normalised_duplicate_keys"] == 1
     assert [offset for _, offset, _ in with_privacy.duplicate_key_examples] == [100]
@@ -437,7 +433,7 @@ def test_privacy_never_counts_duplicate_keys_it_did_not_find():
 def test_a_rejected_by_privacy_line_is_a_reject_with_its_raw_line():
     line = dumps({"$distinct_id": "u1", "$set": {"email": "a"}})
     privacy = PrivacyConfig(drop=("email",))
-    result = sort_batch(3, "p.ndjson", [40], [line], CONFIG, privacy)
+    result = classify_batch(3, "p.ndjson", [40], [line], CONFIG, privacy)
     assert result.profiles is None
     assert orjson.loads(result.rejects[3][0]) == {
         "reason": "invalid_operation",
@@ -452,11 +448,11 @@ def test_a_rejected_by_privacy_line_is_a_reject_with_its_raw_line():
 def test_redacted_examples_say_where_not_what():
     lines = [b"{broken", b'{"event":"E","properties":{"time":1704067200,"distinct_id":"u","a":1,"a":2}}']
     privacy = PrivacyConfig(redact_examples=True)
-    result = sort_batch(2, "s.ndjson", [0, 8], lines, CONFIG, privacy)
+    result = classify_batch(2, "s.ndjson", [0, 8], lines, CONFIG, privacy)
     assert result.examples == {"invalid_json": [(2, 0, {"source": "s.ndjson", "offset": 0})]}
     assert result.duplicate_key_examples == [(2, 8, {"source": "s.ndjson", "offset": 8})]
     # Only the examples change: the records and counts are those of a run without it.
-    plain = sort_batch(2, "s.ndjson", [0, 8], lines, CONFIG)
+    plain = classify_batch(2, "s.ndjson", [0, 8], lines, CONFIG)
     assert (result.events, result.rejects, result.tallies) == (plain.events, plain.rejects, plain.tallies)
 
 
@@ -472,11 +468,11 @@ def test_hashing_distinct_id_keeps_the_same_events_through_the_dedupe():
     offsets = [i * 10 for i in range(60)]
 
     def survivors(privacy):
-        result = sort_batch(0, "a", offsets, lines, CONFIG, privacy)
+        result = classify_batch(0, "a", offsets, lines, CONFIG, privacy)
         kept = []
         for batch in result.events.values():
             positions = dict(zip(batch[3], batch[1]))
-            kept += [positions[line] for line in pick_latest([batch])[0]]
+            kept += [positions[line] for survivor in pick_latest([batch])[0] for line in survivor[3]]
         return sorted(kept)
 
     plain = survivors(None)

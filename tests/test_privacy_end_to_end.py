@@ -287,7 +287,7 @@ def test_a_dataflow_job_carries_the_key_file_path_and_its_functions_load_on_a_wo
     assert steps.index("ValidateAndSplit") < steps.index("ExcludeUsers") < steps.index("DeduplicateEvents")
     loaded = _every_payload_loads(buckets, options, proto, tmp_path)
     assert {"transforms.exclude._ProbeUsers", "transforms.exclude._RemoveListed",
-            "transforms.validate._SortBatch"} <= {row["loaded"] for row in loaded}
+            "transforms.validate._ClassifyBatches"} <= {row["loaded"] for row in loaded}
 
 
 # --- refused before any work -----------------------------------------------------------------

@@ -19,10 +19,13 @@ import pytest
 from e2e import run_cli, summary, write_input
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
-from test_rules import GOOD_EVENTS, RECORDS, check_fate
+from rule_lines import GOOD_EVENTS, RECORDS, check_fate
 
 from transforms import records as rec
-from transforms.rules import MIN_TIME, OPERATIONS, Kind, Reason, RuleConfig, classify, is_placeholder
+from transforms.limits import is_placeholder
+from transforms.reasons import Kind, Reason
+from transforms.rules import MIN_TIME, RuleConfig, classify
+from transforms.updates import OPERATIONS
 
 REFERENCE = 1_706_745_600  # 2024-02-01T00:00:00Z, test_rules' reference time too
 REF = "2024-02-01T00:00:00Z"
@@ -127,7 +130,7 @@ def test_any_line_gets_exactly_one_fate_and_never_raises(line):
 @given(st.lists(HOSTILE_LINES, max_size=25), st.integers(0, 5))
 def test_every_line_of_a_batch_is_counted_once_and_a_reject_keeps_it_byte_for_byte(lines, rank):
     offsets = list(range(7, 7 + 1000 * len(lines), 1000))
-    result = rec.sort_batch(rank, "gs://b/in.ndjson", offsets, lines, CONFIG)
+    result = rec.classify_batch(rank, "gs://b/in.ndjson", offsets, lines, CONFIG)
     t = result.tallies
     outputs = [*result.events.values(), result.profiles, result.groups, result.rejects]
     batches = [b for b in outputs if b is not None]

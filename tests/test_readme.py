@@ -11,8 +11,9 @@ import pytest
 
 from e2e import REPO, SAMPLE, run_cli
 from pipeline.options import OWN_OPTIONS
-from transforms.rules import Kind, Reason, RuleConfig, classify
-from transforms.schema import drift_counts
+from transforms.reasons import Kind, Reason
+from transforms.rules import RuleConfig, classify
+from transforms.schema_document import drift_counts
 
 README_PATH = REPO / "README.md"
 README = README_PATH.read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import pytest
 
 from e2e import SAMPLE, run_cli, summary
 from pipeline.report import MAX_DAY_LABELS, format_headline, render_report
-from transforms.rules import REASON_MEANINGS, Reason
+from transforms.reasons import REASON_MEANINGS, Reason
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from e2e import read_json_lines, run_cli, summary, write_input
 
-from transforms.records import check_route
+from transforms.layout import check_route
 from transforms.write import _NameFiles, _TempFile, _WriteShard
 
 REF = "2024-02-01T00:00:00Z"
@@ -72,7 +72,7 @@ def test_check_route_refuses_anything_else(route):
 def test_the_writers_refuse_a_bad_route_before_writing_anything(tmp_path):
     writer = _WriteShard(str(tmp_path / "out" / "_temporary" / "r"), True, 1000)
     with pytest.raises(ValueError, match="not an output folder"):
-        list(writer.process((("events/day=../../../escape", 0), ([b"{}"], None))))
+        list(writer.process((("events/day=../../../escape", 0), [(0, [0], b"", [b"{}"])])))
     namer = _NameFiles(str(tmp_path / "out"), True)
     temp = _TempFile(0, 0, str(tmp_path / "t"), 1, 3)
     with pytest.raises(ValueError, match="not an output folder"):

@@ -1,4 +1,4 @@
-"""Tests of transforms/schema.py (the schema report's pure core) and pipeline/schema.py (CollectSchema)."""
+"""Tests of transforms/schema.py (the schema report's type counts) and pipeline/schema.py (CollectSchema)."""
 
 import random
 
@@ -11,8 +11,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.options import UsageError
 from pipeline.schema import CollectSchema, complete_schema, read_previous_schema
 from transforms import schema as sc
+from transforms import schema_document as sd
 from transforms.dedupe import DeduplicateEvents
-from transforms.records import sort_batch
+from transforms.privacy import PrivacyConfig
+from transforms.records import classify_batch
 from transforms.rules import classify
 from transforms.schema import NameTypes, TypeTally
 from transforms.validate import ValidateAndSplit
@@ -60,7 +62,7 @@ def test_a_value_gets_the_type_of_its_json_token(text, expected):
 def test_values_are_typed_as_written_after_the_rules_normalised_them(rule_config):
     line = orjson.dumps({"event": "E", "properties": {
         "time": "2024-01-01T00:00:00Z", "distinct_id": 42, "price": 1.0, "n": 1}})
-    result = sort_batch(0, "a.ndjson", [0], [line], rule_config, count_types=True)
+    result = classify_batch(0, "a.ndjson", [0], [line], rule_config, count_types=True)
     ((key, counted),) = result.schema
     assert key == (sc.EVENTS, "E")
     # time: an ISO string made integer seconds; distinct_id: an integer made a string;
@@ -85,7 +87,7 @@ def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_con
         b"",
     ]
     offsets = [0, 100, 200, 300, 400, 500, 600, 700, 800]
-    result = sort_batch(3, "in/a.ndjson", offsets, lines, rule_config, count_types=True)
+    result = classify_batch(3, "in/a.ndjson", offsets, lines, rule_config, count_types=True)
     got = dict(result.schema)
     assert got == {
         (sc.EVENTS, "A"): NameTypes(
@@ -109,21 +111,25 @@ def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_con
     }
 
 
-def test_a_classifier_that_hands_on_no_values_costs_a_parse_not_a_wrong_count(rule_config, monkeypatch):
-    # A classifier that rewrites records (drops, hashes) may build its Fate without values.
+def test_the_types_counted_are_the_values_the_classifiers_hand_on(rule_config):
+    # Every classifier hands on the values its written line holds (Fate.values), privacy's
+    # scrubber included, and a $delete's null too: no line is parsed again to count it.
     lines = [
-        b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "p": [1]}}',
-        b'{"$distinct_id": "u1", "$set_once": {"plan": "pro"}}',
+        b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "p": [1], "email": "a@b"}}',
+        b'{"$distinct_id": "u1", "$set_once": {"plan": "pro", "email": "a@b"}}',
+        b'{"$distinct_id": "u1", "$delete": null}',
     ]
-    expected = sort_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema
-    real = classify
-    monkeypatch.setattr("transforms.records.classify", lambda line, config: real(line, config)._replace(values=None))
-    assert sort_batch(0, "a", [0, 9], lines, rule_config, count_types=True).schema == expected
+    for privacy in (None, PrivacyConfig(drop=("email",))):
+        result = classify_batch(0, "a", [0, 9, 20], lines, rule_config, privacy, count_types=True)
+        (events,) = result.events.values()
+        expected = sc.count_lines(events[3], sc.EVENTS, sign=1) + sc.count_lines(result.profiles[3], sc.PROFILES, sign=1)
+        assert {k: (t.count, t.keys) for k, t in result.schema} == {k: (t.count, t.keys) for k, t in expected}
+        assert ("email" in result.schema[0][1].keys) is (privacy is None)
 
 
 def test_without_count_types_a_batch_counts_nothing(rule_config):
     line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1"}}'
-    assert sort_batch(0, "a", [0], [line], rule_config).schema == []
+    assert classify_batch(0, "a", [0], [line], rule_config).schema == []
 
 
 def test_count_lines_subtracts_what_the_batch_added(rule_config):
@@ -132,7 +138,7 @@ def test_count_lines_subtracts_what_the_batch_added(rule_config):
         b'{"event": "B", "properties": {"time": 1704067200, "distinct_id": "u1", "p": {"q": 1}}}',
         b'{"$distinct_id": "u1", "$set": {"plan": "pro"}}',
     ]
-    result = sort_batch(0, "a", [0, 1, 2], lines, rule_config, count_types=True)
+    result = classify_batch(0, "a", [0, 1, 2], lines, rule_config, count_types=True)
     # The lines as written (the rules added $insert_id).
     written_events = [classify(line, rule_config).line for line in lines[:2]]
     written_profile = [classify(lines[2], rule_config).line]
@@ -265,117 +271,12 @@ def test_fifty_thousand_event_names_keep_the_ten_thousand_largest_exactly():
     assert result[sc.OTHER] == NameTypes(rest, {"k": {"string": rest}}, {}, {})
 
 
-# --- the document ---------------------------------------------------------------------------
-
-
-def test_the_document_lists_conflicts_and_positions_of_conflicting_types_only():
-    events = {
-        "Buy": sc.finish_name(NameTypes(3, {"price": {"integer": 2, "string": 1}, "id": {"string": 2, "null": 1}},
-                                        {}, {("price", "integer"): (0, 5, "a"), ("price", "string"): (1, 0, "b"),
-                                             ("id", "string"): (0, 5, "a"), ("id", "null"): (0, 9, "a")})),
-    }
-    profiles = sc.finish_name(NameTypes(2, {"age": {"integer": 1, "number": 1}}, {},
-                                        {("age", "integer"): (0, 1, "a"), ("age", "number"): (0, 2, "a")}))
-    document = sc.schema_document(events, profiles, None)
-    assert document == {
-        "events": {"Buy": {"count": 3, "properties": {
-            "price": {"types": {"integer": 2, "string": 1},
-                      "examples": {"integer": {"source": "a", "offset": 5}, "string": {"source": "b", "offset": 0}}},
-            "id": {"types": {"string": 2, "null": 1}},  # null is no type of its own for conflicts
-        }}},
-        "conflicts": {"Buy": ["price"]},
-        "profiles": {"count": 2, "properties": {"age": {"types": {"integer": 1, "number": 1}, "examples": {
-            "integer": {"source": "a", "offset": 1}, "number": {"source": "a", "offset": 2}}}},
-            "conflicts": ["age"]},
-        "groups": {"count": 0, "properties": {}, "conflicts": []},
-    }
-    data = sc.document_bytes(document)
-    assert data.endswith(b"}\n") and data.index(b'"conflicts"') < data.index(b'"events"')  # sorted keys
-    assert data == sc.document_bytes(orjson.loads(data))
-
-
-def test_a_folded_event_shows_other_and_no_conflicts():
-    names = sc.EventNames()
-    names.other = NameTypes(4, {"x": {"string": 2, "integer": 2}}, {"list": 1})
-    document = sc.schema_document(names.final(), None, None)
-    assert document["events"] == {sc.OTHER: {"count": 4, "properties": {
-        "x": {"types": {"string": 2, "integer": 2}}, sc.OTHER: {"types": {"list": 1}}}}}
-    assert document["conflicts"] == {}
-
-
-# --- drift ----------------------------------------------------------------------------------
-
-
-def outline_of(events: dict[str, dict[str, dict[str, int]]]) -> sc.Outline:
-    return sc.outline({"events": {
-        name: {"count": 1, "properties": {k: {"types": t} for k, t in keys.items()}} for name, keys in events.items()}})
-
-
-def test_drift_lists_new_and_removed_names_and_keys_and_type_changes():
-    before = outline_of({
-        "Buy": {"price": {"integer": 5}, "coupon": {"string": 1}, "tags": {"null": 3}, "qty": {"integer": 1}},
-        "Gone": {"a": {"string": 1}},
-        "Same": {"a": {"string": 1, "integer": 1}},
-    })
-    after = outline_of({
-        "Buy": {"price": {"string": 1, "integer": 4, "null": 2}, "tags": {"list": 2}, "qty": {"integer": 1, "null": 9},
-                "gift": {"boolean": 1}},
-        "New": {"a": {"string": 1}},
-        "Same": {"a": {"integer": 3, "string": 0}},
-    })
-    assert sc.drift(before, after) == {
-        "new_events": ["New"],
-        "removed_events": ["Gone"],
-        "new_properties": {"Buy": ["gift"]},
-        "removed_properties": {"Buy": ["coupon"]},
-        # tags was only ever null before: nothing to compare; a count of 0 is no type.
-        "type_changes": {
-            "Buy": {"price": {"before": ["integer"], "after": ["integer", "string"]}},
-            "Same": {"a": {"before": ["integer", "string"], "after": ["integer"]}},
-        },
-    }
-    assert sc.drift_counts(sc.drift(before, after)) == (
-        "1 new event, 1 removed event, 1 new property, 1 removed property, 2 type changes"
-    )
-    assert sc.drift_counts(sc.drift(before, before)) == "none"
-
-
-def test_drift_reports_nothing_that_other_may_hide():
-    before = outline_of({"A": {"x": {"string": 1}, sc.OTHER: {"string": 5}}, sc.OTHER: {"y": {"integer": 1}}})
-    after = outline_of({"A": {"x": {"integer": 1}, "z": {"string": 1}}, "B": {"y": {"string": 1}}})
-    # B may have been folded before; z may have been one of A's folded keys.
-    assert sc.drift(before, after) == {
-        "new_events": [], "removed_events": [], "new_properties": {}, "removed_properties": {},
-        "type_changes": {"A": {"x": {"before": ["string"], "after": ["integer"]}}},
-    }
-    # And the other way round: what this run folded is not "removed".
-    assert sc.drift(after, before)["removed_events"] == [] and sc.drift(after, before)["removed_properties"] == {}
-
-
-@pytest.mark.parametrize(
-    ("document", "message"),
-    [
-        ([], "the document is not a JSON object"),
-        ({"tool": "x"}, 'it has no "events" object'),
-        ({"events": {"A": []}}, 'events["A"] is not an object'),
-        ({"events": {"A": {"count": -1, "properties": {}}}}, 'events["A"].count is not a non-negative integer'),
-        ({"events": {"A": {"count": 1}}}, 'events["A"].properties is not an object'),
-        ({"events": {"A": {"count": 1, "properties": {"k": {}}}}}, 'events["A"].properties["k"] has no "types"'),
-        ({"events": {"A": {"count": 1, "properties": {"k": {"types": {"float": 1}}}}}},
-         "'float' is not one of the types string, integer, number, boolean, null, object, list"),
-        ({"events": {"A": {"count": 1, "properties": {"k": {"types": {"string": "1"}}}}}},
-         'events["A"].properties["k"].types.string is not a non-negative integer'),
-    ],
-)
-def test_an_outline_refuses_what_is_not_a_schema_document(document, message):
-    with pytest.raises(sc.SchemaShapeError) as raised:
-        sc.outline(document)
-    assert message in str(raised.value)
+# --- an earlier run's schema (pipeline/schema.py) ------------------------------------------
 
 
 def test_read_previous_schema_refuses_in_one_line(tmp_path):
     good = tmp_path / "good.json"
-    good.write_bytes(sc.document_bytes({"events": {"A": {"count": 1, "properties": {
+    good.write_bytes(sd.document_bytes({"events": {"A": {"count": 1, "properties": {
         "k": {"types": {"string": 1, "null": 2}}}}}, "conflicts": {}}))
     assert read_previous_schema(str(good)) == {"A": {"k": ("string",)}}
     cases = {
@@ -397,7 +298,7 @@ def test_read_previous_schema_refuses_in_one_line(tmp_path):
 
 def test_complete_schema_adds_drift_and_the_check_only_when_asked():
     names = [((sc.EVENTS, "A"), NameTypes(1, {"k": {"integer": 1}}))]
-    document = sc.document_of(names)
+    document = sd.document_of(names)
     previous = {"A": {"k": ("string",)}}
     summary = {"checks": {"balanced": True}, "passed": True}
     assert complete_schema(names, None, summary, False) == document
@@ -578,7 +479,7 @@ def test_collect_schema_writes_exactly_the_types_of_the_written_records(rule_con
         deduped = split.events | DeduplicateEvents(1 << 30, count_types=True)
         names = (split.schema_counts, deduped.schema_counts) | beam.Flatten() | CollectSchema()
         # As the job's last step lays it out (WriteSummary).
-        document = names | beam.combiners.ToList() | beam.Map(lambda items: sc.document_bytes(sc.document_of(items)))
+        document = names | beam.combiners.ToList() | beam.Map(lambda items: sd.document_bytes(sd.document_of(items)))
         assert_that(document, equal_to([EXPECTED_SCHEMA]), label="CheckSchema")
 
 
@@ -586,7 +487,7 @@ def test_collect_schema_of_nothing_is_an_empty_document():
     with TestPipeline(runner="FnApiRunner") as p:
         names = p | beam.Create([]) | CollectSchema()
         assert_that(names, equal_to([]))
-    assert sc.document_of([]) == ({
+    assert sd.document_of([]) == ({
             "events": {}, "conflicts": {},
             "profiles": {"count": 0, "properties": {}, "conflicts": []},
             "groups": {"count": 0, "properties": {}, "conflicts": []},
@@ -608,7 +509,7 @@ def test_collect_schema_bounds_fifty_thousand_event_names():
     def check(names):
         # Each name once, complete; laid out as the last step does, streaming.
         assert len(names) == len(counts)
-        document = sc.document_of(iter(names))
+        document = sd.document_of(iter(names))
         events = document["events"]
         assert sorted(events) == sorted(largest + [sc.OTHER])
         for name in largest[:50]:

@@ -19,7 +19,8 @@ from pipeline.summary import (
     build_summary,
     read_summary,
 )
-from transforms.schema import EVENTS, NameTypes, document_bytes, document_of
+from transforms.schema import EVENTS, NameTypes
+from transforms.schema_document import document_bytes, document_of
 from transforms.write import WrittenFile
 
 DAY1 = "events/day=2024-01-01"

@@ -8,7 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.write import OrderShards, WritePartitions, WrittenFile, move_files, write_lines
+from transforms.write import WritePartitions, WrittenFile, move_files, write_lines
 
 DAY1 = "events/day=2024-01-01"
 DAY2 = "events/day=2024-01-02"
@@ -88,10 +88,15 @@ def expected_written(suffix):
     ]
 
 
-def test_order_shards(two_days_profiles_rejects):
-    with TestPipeline(runner="FnApiRunner") as p:
-        ordered = p | beam.Create(two_days_profiles_rejects) | OrderShards()
-        assert_that(ordered, equal_to(ORDERED), label="CheckOrderedShards")
+def test_write_partitions_puts_each_shard_in_written_order(tmp_path, two_days_profiles_rejects):
+    """A shard's batches come in no given order (GroupIntoShards): the writer orders their lines."""
+    reversed_batches = [(key, batches[::-1]) for key, batches in two_days_profiles_rejects]
+    for run, shards in enumerate((two_days_profiles_rejects, reversed_batches)):
+        out_dir = str(tmp_path / f"out-{run}")
+        with TestPipeline(runner="FnApiRunner") as p:
+            _ = p | beam.Create(shards) | WritePartitions(out_dir, RUN_ID, "none", max_file_bytes=1 << 20)
+        written = [lines_of(data, False) for name, data in files_under(out_dir).items() if not name.startswith("_")]
+        assert sorted(written) == sorted(lines for _, (lines, _) in ORDERED)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +109,6 @@ def test_write_partitions_names_and_lines(tmp_path, two_days_profiles_rejects, c
         written = (
             p
             | beam.Create(two_days_profiles_rejects)
-            | OrderShards()
             | WritePartitions(out_dir, RUN_ID, compression, max_file_bytes=1 << 20)
         )
         assert_that(written, equal_to(expected_written(suffix)), label="CheckWrittenFiles")
@@ -123,12 +127,12 @@ def test_write_partitions_names_and_lines(tmp_path, two_days_profiles_rejects, c
 
 
 def test_write_partitions_takes_dedupe_output_directly(tmp_path):
-    """Survivors and superseded events come as (lines, None), already in order."""
+    """Survivors and superseded events come as DeduplicateEvents gives them: a shard's batches, in any order."""
     out_dir = str(tmp_path / "out")
     shards = [
-        ((DAY1, 0), ([b"kept-2", b"kept-1"], None)),
-        ((DAY1, 3), ([b"kept-3"], None)),
-        (("superseded/day=2024-01-01", 3), ([b"lost-1", b"lost-2"], None)),
+        ((DAY1, 0), [(0, [4, 9], k(7) + k(5), [b"kept-2", b"kept-1"])]),
+        ((DAY1, 3), [(2, [0], k(3), [b"kept-3"])]),
+        (("superseded/day=2024-01-01", 3), [(1, [0], k(3), [b"lost-2"]), (0, [8], k(3), [b"lost-1"])]),
     ]
     with TestPipeline(runner="FnApiRunner") as p:
         written = p | beam.Create(shards) | WritePartitions(out_dir, RUN_ID, "none", max_file_bytes=1 << 20)
@@ -172,7 +176,6 @@ def test_write_partitions_max_file_bytes(tmp_path):
         written = (
             p
             | beam.Create([((DAY1, 0), [events]), (("profiles", 0), profiles)])
-            | OrderShards()
             | WritePartitions(out_dir, RUN_ID, "none", max_file_bytes=25)
         )
         expected = [
@@ -201,7 +204,7 @@ def test_write_partitions_max_file_bytes(tmp_path):
 def test_write_partitions_gzip_bytes_identical_across_runs(tmp_path, two_days_profiles_rejects):
     outputs = [str(tmp_path / "first"), str(tmp_path / "second")]
     with TestPipeline(runner="FnApiRunner") as p:
-        shards = p | beam.Create(two_days_profiles_rejects) | OrderShards()
+        shards = p | beam.Create(two_days_profiles_rejects)
         for n, out_dir in enumerate(outputs):
             _ = shards | f"Write{n}" >> WritePartitions(out_dir, f"run-{n}", "gzip", max_file_bytes=1 << 20)
     first, second = files_under(outputs[0]), files_under(outputs[1])

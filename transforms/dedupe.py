@@ -10,7 +10,8 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
-from transforms.records import RecordBatch, pick_latest, superseded_route
+from transforms.batches import RecordBatch, pick_latest
+from transforms.layout import superseded_route
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import count_lines
 from transforms.shard import GroupIntoShards, ShardKey
@@ -33,32 +34,32 @@ class _PickLatest(beam.DoFn):
     def process(self, element: tuple[ShardKey, list[RecordBatch]]) -> Iterator[Any]:
         (route, shard), batches = element
         survivors, superseded = pick_latest(batches)
-        # Events may be cut into files anywhere: no keys to keep together.
-        yield (route, shard), (survivors, None)
+        yield (route, shard), survivors
         if superseded:
-            self._superseded.inc(len(superseded))
-            yield pvalue.TaggedOutput(TALLIES, {SUPERSEDED_COUNT: len(superseded)})
+            count = sum(len(b[3]) for b in superseded)
+            self._superseded.inc(count)
+            yield pvalue.TaggedOutput(TALLIES, {SUPERSEDED_COUNT: count})
             if self._count_types:
                 # ValidateAndSplit counted every accepted event; the schema is of
                 # the written ones. Superseded events are few: re-read them.
-                for partial in count_lines(superseded, SCHEMA_EVENTS, sign=-1):
+                lines = [line for b in superseded for line in b[3]]
+                for partial in count_lines(lines, SCHEMA_EVENTS, sign=-1):
                     yield pvalue.TaggedOutput(SCHEMA_COUNTS, partial)
             if self._keep_superseded:
-                yield pvalue.TaggedOutput(
-                    SUPERSEDED, ((superseded_route(route), shard), (superseded, None))
-                )
+                yield pvalue.TaggedOutput(SUPERSEDED, ((superseded_route(route), shard), superseded))
 
 
 class DeduplicateEvents(beam.PTransform):
     """Keeps one event per overwrite key (event, distinct_id, $insert_id, UTC day).
 
     Input: (events route, RecordBatch) from ValidateAndSplit. Output: a
-    DoOutputsTuple: `survivors` ((route, shard), (lines, None)) ready to write
-    (WritePartitions' input), in upload order,
-    `superseded` the same for the losers (only with keep_superseded),
-    `tallies` ({"superseded": n}) and `schema_counts`, the types of the
-    superseded events with a negative sign, to subtract from
-    ValidateAndSplit's (only with count_types).
+    DoOutputsTuple: `survivors`, ((route, shard), [RecordBatch]) as
+    GroupIntoShards gives them (WritePartitions' input), each shard's batches
+    less their superseded records; `superseded` the same for the losers, under
+    their superseded/ route (only with keep_superseded); `tallies`
+    ({"superseded": n}) and `schema_counts`, the types of the superseded
+    events with a negative sign, to subtract from ValidateAndSplit's (only
+    with count_types).
 
     Guarantees: per key exactly one record survives, the one latest in upload
     order (rank, offset); the result does not depend on bundling or workers.

@@ -20,8 +20,9 @@ from transforms.privacy import (
     split_digests,
     without,
 )
+from transforms.batches import RecordBatch, pack, unpack
+from transforms.layout import EVENTS_PREFIX, PROFILES_ROUTE
 from transforms.read import Batch, InputFile, OpenerFactory, ReadRawLines
-from transforms.records import EVENTS_PREFIX, PROFILES_ROUTE, RecordBatch, pack, unpack
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
 from transforms.schema import count_lines

@@ -1,7 +1,7 @@
 """Privacy before import (DESIGN.md §7): properties dropped or hashed, listed users found (pure; no Beam).
 
 Drop and hash are applied by `Scrubber` to every accepted record, right after
-the rules accepted it (records.sort_batch), so that the written line, the
+the rules accepted it (records.classify_batch), so that the written line, the
 generated $insert_id and the keys that place and deduplicate the record are
 all computed on what is written. The deletion list (--exclude-users) is
 joined with the records by the ExcludeUsers stage (transforms/exclude.py);
@@ -18,20 +18,13 @@ from typing import Any
 
 import orjson
 
-from transforms.records import EVENTS_PREFIX, KEY_BYTES, RecordBatch
-from transforms.rules import (
-    INSERT_ID_GENERATED,
-    MAX_RECORD_BYTES,
-    Fate,
-    Kind,
-    Reason,
-    RuleConfig,
-    _serialise,  # orjson.dumps, also for values nested deeper than orjson writes
-    classify,
-    event_key,
-    generated_insert_id,
-    identity_key,
-)
+from transforms.batches import RecordBatch, select
+from transforms.jsontext import serialise
+from transforms.layout import EVENTS_PREFIX
+from transforms.limits import MAX_RECORD_BYTES
+from transforms.reasons import INSERT_ID_GENERATED, Fate, Kind, Reason
+from transforms.rules import RuleConfig, classify, event_key, generated_insert_id
+from transforms.updates import identity_key
 
 # Tally names; pipeline/summary.py turns them into the summary's "privacy" section.
 DROPPED_PREFIX = "privacy_dropped_"
@@ -42,7 +35,7 @@ LISTED_IDS = "excluded_listed_ids"
 
 DISTINCT_ID = "distinct_id"
 _PROFILE_ID = "$distinct_id"
-# Operations whose value must stay a non-empty object (rules._operation_problem).
+# Operations whose value must stay a non-empty object (updates._operation_problem).
 _OBJECT_OPERATIONS = frozenset(("$set", "$set_once", "$add", "$union", "$append", "$remove"))
 
 # Names neither flag takes, and why: what they name is not a property, or
@@ -143,7 +136,7 @@ def hash_value(value: object, key: HashKey) -> str:
     """
     if type(value) is str:
         return key.hex_digest(value.encode("utf-8"))
-    return key.hex_digest(_serialise(value, orjson.OPT_SORT_KEYS))
+    return key.hex_digest(serialise(value, orjson.OPT_SORT_KEYS))
 
 
 def drop_keys(value: object, names: frozenset[str], found: set[str]) -> None:
@@ -296,7 +289,7 @@ class Scrubber:
             properties["$insert_id"] = generated_insert_id(
                 fate.name, distinct_id, seconds, properties, self._time_unit
             )
-        out = _serialise(record)
+        out = serialise(record)
         if len(out) > MAX_RECORD_BYTES:
             return _too_large(len(out))
         key = event_key(fate.name, distinct_id, properties["$insert_id"], fate.day)
@@ -335,7 +328,7 @@ class Scrubber:
                 )
         if not dropped and not hashed:
             return fate
-        out = _serialise(record)
+        out = serialise(record)
         if len(out) > MAX_RECORD_BYTES:
             return _too_large(len(out))
         return Fate(fate.kind, _exact(out), "", key, operation, fate.normalised, values=value)
@@ -475,13 +468,5 @@ def listed_positions(listed: set[bytes], probe: Probe) -> list[int]:
 
 def without(batch: RecordBatch, positions: set[int]) -> RecordBatch | None:
     """The batch less the records at `positions`, in the same order; None when none is left."""
-    rank, offsets, keys, lines = batch
-    kept = [i for i in range(len(lines)) if i not in positions]
-    if not kept:
-        return None
-    return (
-        rank,
-        [offsets[i] for i in kept],
-        b"".join(keys[i * KEY_BYTES : (i + 1) * KEY_BYTES] for i in kept),
-        [lines[i] for i in kept],
-    )
+    kept = [i for i in range(len(batch[3])) if i not in positions]
+    return select(batch, kept) if kept else None

@@ -4,7 +4,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
-from transforms.records import (
+from transforms.batches import (
     PackedBatch,
     RecordBatch,
     batch_bytes,
@@ -61,13 +61,13 @@ class GroupIntoShards(beam.PTransform):
 
     Input: (route, RecordBatch) elements. Output: ((route, shard), [RecordBatch]),
     one element per shard holding every record of that shard, in batches in no
-    given order (see records.in_upload_order).
+    given order (see batches.in_upload_order).
 
     Guarantees: records with the same key land in the same shard; each route
     gets ceil(bytes / target_bytes) shards, so no shard is much larger than
     `target_bytes` unless one key is, and no step funnels a route through one
     worker. Elements stay batches: one per (input batch, shard), never one per
-    record, and their lines cross the shuffle packed (records.pack).
+    record, and their lines cross the shuffle packed (batches.pack).
 
     With `single_shard` (for inputs known to be smaller than `target_bytes`
     as a whole), every route is one shard and nothing is measured: measuring

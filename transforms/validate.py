@@ -10,16 +10,12 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
-from transforms.read import Batch
-from transforms.records import (
-    GROUPS_ROUTE,
-    PROFILES_ROUTE,
-    REJECTED_PREFIX,
-    REJECTS_ROUTE,
-    sort_batch,
-)
+from transforms.layout import GROUPS_ROUTE, PROFILES_ROUTE, REJECTS_ROUTE
 from transforms.privacy import PrivacyConfig
-from transforms.rules import Reason, RuleConfig
+from transforms.read import Batch
+from transforms.reasons import Reason
+from transforms.records import REJECTED_PREFIX, TOTALS, classify_batch
+from transforms.rules import RuleConfig
 
 # Output tags, read by attribute: outputs.events, outputs.profiles, ...
 EVENTS = "events"
@@ -35,7 +31,7 @@ DUPLICATE_KEY_EXAMPLES = "duplicate_key_examples"
 SCHEMA_COUNTS = "schema_counts"
 
 
-class _SortBatch(beam.DoFn):
+class _ClassifyBatches(beam.DoFn):
     def __init__(
         self, config: RuleConfig, privacy: PrivacyConfig | None = None, count_types: bool = False
     ) -> None:
@@ -43,17 +39,15 @@ class _SortBatch(beam.DoFn):
         self._config = config
         self._privacy = privacy
         self._count_types = count_types
-        self._counters = {
-            name: Metrics.counter(METRICS_NAMESPACE, name)
-            for name in ("lines", "blank_lines", "events_accepted", "profiles", "groups", "rejected")
-        }
+        # The batch's tallies, also as Beam metrics: what the Dataflow UI shows while the job runs.
+        self._counters = {name: Metrics.counter(METRICS_NAMESPACE, name) for name in TOTALS}
         for reason in Reason:
             name = REJECTED_PREFIX + reason.value
             self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
 
     def process(self, batch: Batch) -> Iterator[Any]:
         rank, path, offsets, lines = batch
-        result = sort_batch(
+        result = classify_batch(
             rank, path, offsets, lines, self._config, self._privacy, count_types=self._count_types
         )
         for route, records in result.events.items():
@@ -113,7 +107,7 @@ class ValidateAndSplit(beam.PTransform):
         self._count_types = bool(count_types)
 
     def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
-        classify = _SortBatch(self._config, self._privacy, self._count_types)
+        classify = _ClassifyBatches(self._config, self._privacy, self._count_types)
         return batches | "ClassifyLines" >> beam.ParDo(classify).with_outputs(
             PROFILES,
             GROUPS,

@@ -12,14 +12,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
-from transforms.records import (
-    RecordBatch,
-    ShardLines,
-    check_route,
-    order_for_writing,
-    part_name,
-    split_into_files,
-)
+from transforms.batches import RecordBatch
+from transforms.layout import check_route, order_for_writing, part_name, split_into_files
 from transforms.shard import ShardKey
 
 _LOG = logging.getLogger(__name__)
@@ -107,9 +101,10 @@ class _WriteShard(beam.DoFn):
         self._max_file_bytes = max_file_bytes
         self._files = Metrics.counter(METRICS_NAMESPACE, "files_written")
 
-    def process(self, element: tuple[ShardKey, ShardLines]) -> Iterator[tuple[str, _TempFile]]:
-        (route, shard), (lines, keys) = element
+    def process(self, element: tuple[ShardKey, Iterable[RecordBatch]]) -> Iterator[tuple[str, _TempFile]]:
+        (route, shard), batches = element
         check_route(route)
+        lines, keys = order_for_writing(route, batches)
         for index, part in enumerate(split_into_files(lines, keys, self._max_file_bytes)):
             # Deterministic names: a retried bundle overwrites its own files.
             temp_path = FileSystems.join(self._temp_dir, route, f"shard-{shard:05d}-{index:05d}")
@@ -142,38 +137,25 @@ class _NameFiles(beam.DoFn):
             yield WrittenFile(route, name, temp.lines, temp.bytes)
 
 
-def _order_shard(element: tuple[ShardKey, list[RecordBatch]]) -> tuple[ShardKey, ShardLines]:
-    (route, shard), batches = element
-    return (route, shard), order_for_writing(route, batches)
-
-
-class OrderShards(beam.PTransform):
-    """Puts the records of each shard in written order.
-
-    Input: ((route, shard), [RecordBatch]) from GroupIntoShards. Output:
-    ((route, shard), (lines, keys)), WritePartitions' input: profile and group
-    updates by identity then upload order (keys given, so that files are cut
-    between identities), rejects in upload order (keys None).
-    """
-
-    def expand(self, shards: beam.PCollection) -> beam.PCollection:
-        return shards | "OrderLines" >> beam.Map(_order_shard)
-
-
 class WritePartitions(beam.PTransform):
-    """Writes shards of ordered lines as the output layout of DESIGN.md §4.
+    """Writes shards of records as the output layout of DESIGN.md §4.
 
     Input: a dict of named PCollections (or one PCollection) of
-    ((route, shard), (lines, keys)) elements, a route being an output folder
-    such as "events/day=2024-01-31" or "rejects", lines in written order, and
-    keys (or None) marking where a file may be cut. Output: one WrittenFile per
-    file, after it is in its final place `<route>/part-NNNNN-of-MMMMM.ndjson[.gz]`.
+    ((route, shard), [RecordBatch]) elements, one per shard, as GroupIntoShards
+    and DeduplicateEvents give them: a route is an output folder such as
+    "events/day=2024-01-31" or "rejects", and a shard's batches come in any
+    order. Output: one WrittenFile per file, after it is in its final place
+    `<route>/part-NNNNN-of-MMMMM.ndjson[.gz]`.
 
-    Guarantees: no file holds more than `max_file_bytes` uncompressed (except a
-    single profile identity larger than that); the same records give the same
-    file names and bytes; unfinished files live under `_temporary/<run_id>/`
-    and only finished files are moved into place. Errors raise: a file that
-    cannot be written fails the job, it is never skipped.
+    Guarantees: each shard is written in the order of DESIGN.md §3
+    (layout.order_for_writing): profile and group updates by identity, then
+    upload order, a file cut only between identities; everything else in
+    upload order. No file holds more than `max_file_bytes` uncompressed
+    (except a single profile identity larger than that); the same records
+    give the same file names and bytes; unfinished files live under
+    `_temporary/<run_id>/` and only finished files are moved into place.
+    Errors raise: a file that cannot be written fails the job, it is never
+    skipped.
     """
 
     def __init__(self, output: str, run_id: str, compression: str, max_file_bytes: int) -> None:
