@@ -15,7 +15,7 @@ if __package__ in (None, ""):
     # Run as a script: make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.corpus import DEFAULT_SEED, _LineMaker  # noqa: E402
+from benchmarks.corpus import DEFAULT_SEED, _LineMaker
 
 INTEGER_IDS = 500
 

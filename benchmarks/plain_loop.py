@@ -383,7 +383,7 @@ def _event(line: bytes, record: dict[str, Any], reference: int) -> tuple:
         return REJECT, "record_too_large", (
             f"the normalised record is {size} bytes; it must be under 1000000")
     if len(record) > 2:
-        extra = next(k for k in record if k != "event" and k != "properties")
+        extra = next(k for k in record if k not in ("event", "properties"))
         return REJECT, "unexpected_field", (
             f"unexpected top-level key {_quoted(extra)}; an event has only event and properties")
 
