@@ -69,7 +69,7 @@ _PLAIN_LOOP = {
     "read_lines": READ, "list_inputs": STARTUP, "write_folder": WRITE, "_split_into_files": WRITE,
     "_reject_line": BOOKKEEPING, "run": DEDUPE, "main": STARTUP, "parse_reference_time": STARTUP,
 }
-_CLASSIFIERS = ("transforms/rules.py", "benchmarks/plain_loop.py")
+_CLASSIFIERS = ("transforms/rules.py", "benchmarks/plain_rules.py", "benchmarks/plain_loop.py")
 _BEAM_RUNNER = ("apache_beam/runners/", "apache_beam/transforms/", "apache_beam/utils/",
                 "apache_beam/metrics/", "apache_beam/typehints/", "apache_beam/pvalue.py")
 _CODERS = ("apache_beam/coders/", "/pickle.py", "cloudpickle", "dill/", "apache_beam/internal/")
@@ -316,7 +316,7 @@ def per_line_work(
 
     import zstandard  # noqa: PLC0415
 
-    from benchmarks import plain_loop  # noqa: PLC0415
+    from benchmarks import plain_loop, plain_rules  # noqa: PLC0415
     from transforms.records import pack, sort_batch, unpack  # noqa: PLC0415
     from transforms.rules import RuleConfig, classify  # noqa: PLC0415
 
@@ -339,8 +339,8 @@ def per_line_work(
     batches.append(batch)
     events = [line for line in lines if line.startswith(b'{"event"')]
     pieces = [events[i : i + 650] for i in range(0, len(events), 650)]
-    loads = plain_loop.loads
-    plain = plain_loop.classify
+    loads = plain_rules.loads
+    plain = plain_rules.classify
     newline = b"\n"
     zstd_in, zstd_out = zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor()
 
