@@ -19,15 +19,16 @@ ARGS   ?=
 
 export TZ := UTC
 
-.PHONY: run test test-pipeline test-airflow bench venv clean
+.PHONY: run test lint test-pipeline test-airflow bench venv clean
 
 venv: $(STAMP)
 
-# The runtime dependencies at the versions the Docker image gets (constraints.txt).
-$(STAMP): pyproject.toml constraints.txt
+# The runtime dependencies at the versions the Docker image gets (constraints.txt), the lint
+# tools at theirs (constraints-lint.txt).
+$(STAMP): pyproject.toml constraints.txt constraints-lint.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -c constraints-lint.txt -e '.[test]'
 	touch $(STAMP)
 
 # Runs the pipeline locally (in-process runner) and prints the run summary.
@@ -35,9 +36,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/cloud-import-prep --input '$(INPUT)' --output '$(OUTPUT)' --overwrite $(ARGS)
 
-# The whole test suite: the pipeline's, then the Airflow DAG's in Airflow's own
-# virtualenv. CI runs exactly this.
-test: test-pipeline test-airflow
+# The whole test suite: the lint, the pipeline's tests, then the Airflow DAG's in Airflow's
+# own virtualenv. CI runs exactly this.
+test: lint test-pipeline test-airflow
+
+# Static checks, configured in pyproject.toml: ruff over the whole tree; mypy over the
+# product and the benchmarks, strict on the pure core. Seconds, so it goes first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-pipeline: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
@@ -63,4 +70,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) out build *.egg-info
+	rm -rf $(VENV) $(AIRFLOW_VENV) out build *.egg-info .mypy_cache .ruff_cache

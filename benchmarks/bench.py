@@ -49,9 +49,9 @@ if __package__ in (None, ""):
     # Run as a script (python benchmarks/bench.py): make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import agree  # noqa: E402
-from benchmarks.corpus import DEFAULT_SEED, REFERENCE_TIME, Corpus, ensure_corpus  # noqa: E402
-from benchmarks.measure import Usage, measure  # noqa: E402
+from benchmarks import agree
+from benchmarks.corpus import DEFAULT_SEED, REFERENCE_TIME, Corpus, ensure_corpus
+from benchmarks.measure import Usage, measure
 
 REPO = Path(__file__).resolve().parent.parent
 PLAIN_LOOP_SCRIPT = REPO / "benchmarks" / "plain_loop.py"

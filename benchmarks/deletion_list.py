@@ -15,14 +15,14 @@ if __package__ in (None, ""):
     # Run as a script: make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.corpus import DEFAULT_SEED, _LineMaker  # noqa: E402
+from benchmarks.corpus import DEFAULT_SEED, line_maker
 
 INTEGER_IDS = 500
 
 
 def corpus_users(seed: int = DEFAULT_SEED) -> list[str]:
     """The string user ids the corpus of `seed` draws its events from."""
-    return list(_LineMaker(random.Random(seed), random.Random(seed + 2))._users)
+    return list(line_maker(seed).users)
 
 
 def deletion_list(ids: int, seed: int = DEFAULT_SEED) -> list[str]:

@@ -37,8 +37,8 @@ if __package__ in (None, ""):
 sys.path.insert(0, str(REPO / "tests"))  # the emulator launcher
 
 from apache_beam.internal.gcp import auth  # noqa: E402
-from emulators import gcs_emulator  # noqa: E402
 
+from emulators import gcs_emulator  # noqa: E402
 from pipeline.options import DEFAULT_RANGE_BYTES  # noqa: E402
 from transforms.ranges import plan_ranges  # noqa: E402
 from pipeline.inputs import match_inputs  # noqa: E402
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the object in MB (10^6 bytes)")
     parser.add_argument("--runs", type=int, default=3, help="reads of each copy; the median is reported")
-    parser.add_argument("--range-bytes", type=int, default=DEFAULT_RANGE_BYTES, help="range size, as the pipeline's flag")
+    parser.add_argument("--range-bytes", type=int, default=DEFAULT_RANGE_BYTES,
+                        help="range size, as the pipeline's flag")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="read-throughput-") as tmp:
@@ -111,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             # No Google credential discovery (~20 s of retries, BEAM_NOTES 10): anonymous.
             auth._Credentials._credentials_init = True
             auth._Credentials._credentials = None
-            from google.cloud import storage  # noqa: PLC0415
+            from google.cloud.storage import Client  # noqa: PLC0415
 
-            client = storage.Client(project="bench")
+            client = Client(project="bench")
             bucket = client.create_bucket("read-throughput")
             start = time.perf_counter()
             bucket.blob("big.ndjson").upload_from_filename(str(local))

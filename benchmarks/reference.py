@@ -27,11 +27,11 @@ if __package__ in (None, ""):
     # Run as a script: this checkout's packages, not whichever one is installed.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import orjson  # noqa: E402
+import orjson
 
-from benchmarks.plain_loop import list_inputs, parse_reference_time, yardstick_parser  # noqa: E402
-from transforms.ranges import UNBOUNDED, iter_line_batches  # noqa: E402
-from transforms.layout import (  # noqa: E402
+from benchmarks.plain_loop import list_inputs, parse_reference_time, yardstick_parser
+from transforms.ranges import UNBOUNDED, iter_line_batches
+from transforms.layout import (
     GROUPS_ROUTE,
     PROFILES_ROUTE,
     REJECTS_ROUTE,
@@ -39,7 +39,7 @@ from transforms.layout import (  # noqa: E402
     part_name,
     split_into_files,
 )
-from transforms.reasons import (  # noqa: E402
+from transforms.reasons import (
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
     NORMALISED_DISTINCT_ID,
@@ -89,7 +89,7 @@ def run(
         with _open(path) as handle:
             for offsets, lines in iter_line_batches(handle, 0, UNBOUNDED):
                 counts["lines"] += len(lines)
-                for offset, raw in zip(offsets, lines):
+                for offset, raw in zip(offsets, lines, strict=True):
                     fate = classify(raw, config)
                     kind = fate.kind
                     if kind is _EVENT:
