@@ -142,7 +142,7 @@ def _expand(token: str, run_date: date, flag: str, pattern: str) -> str:
             f"{flag} {pattern!r}: {{{token}}} has a format without a date directive (%Y %m %d %y "
             "%j): were its %-directives substituted before the launch? Dataflow Data Pipelines "
             "replaces them in template parameters with its own schedule's date, which is not the "
-            "run date; write {date-1} without a format there (README: Scheduling)"
+            "run date; write {date-1} without a format there (docs/scheduling.md)"
         )
     return formatted
 

@@ -8,7 +8,7 @@ provider's Dataflow module imports but lists only as an extra:
     pip install apache-airflow-providers-google apache-airflow-providers-apache-beam
 
 Copy this file into the DAGs folder and edit the settings below. The DAG launches the Flex
-Template (README: "Run on Dataflow"), waits for the job, then checks `_SUCCESS`: the job itself
+Template (docs/dataflow.md), waits for the job, then checks `_SUCCESS`: the job itself
 succeeds even when the run fails its checks (too many rejects), and only `_SUCCESS` says the
 output may be loaded into Mixpanel.
 
