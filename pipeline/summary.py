@@ -27,8 +27,8 @@ from pipeline.schema import complete_schema
 from transforms import layout, pause_point, read_all
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
-from transforms.schema_document import Outline, document_bytes
 from transforms.privacy import excluded, summary_section
+from transforms.schema_document import Outline, document_bytes
 from transforms.write import WrittenFile
 
 _LOG = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from transforms.batches import (
     unpack,
 )
 
+
 def key(text):
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 

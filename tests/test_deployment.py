@@ -17,7 +17,6 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 from packaging.utils import canonicalize_name
 
 import pins as pins_module
-
 from pipeline.inputs import UPLOAD_ORDERS
 from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve

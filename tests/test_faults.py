@@ -23,15 +23,15 @@ import zstandard
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import TaggedOutput
-from e2e import folders, read_json_lines, read_output, run_cli, run_cli_process, summary, write_input
 
 import pipeline.plan
+from e2e import folders, read_output, run_cli, run_cli_process, summary, write_input
 from pipeline.cli import file_access_problem
+from pipeline.inputs import match_inputs
 from pipeline.summary import _FinishRun
 from transforms import FileAccessError
-from transforms.ranges import FileRange, plan_ranges
-from pipeline.inputs import match_inputs
 from transforms.layout import part_name
+from transforms.ranges import FileRange, plan_ranges
 from transforms.read import UNREADABLE, UnreadableFile, _ReadRange
 from transforms.write import TEMP_FOLDER, _NameFiles, _WriteShard, temp_root
 

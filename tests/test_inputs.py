@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from e2e import REPO, read_output, run_cli, run_cli_process, summary, write_input
-from test_end_to_end import REF, T_DAY1, T_DAY2, ev
 from pipeline.inputs import InputError, InputSelection, match_inputs, select_inputs
+from test_end_to_end import REF, T_DAY1, T_DAY2, ev
 from transforms.read import InputFile
 
 

@@ -18,6 +18,7 @@ from transforms.layout import (
     superseded_route,
 )
 
+
 def written_size(lines):
     return sum(len(line) + 1 for line in lines)
 

@@ -34,13 +34,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+import pipeline.plan
 from e2e import SAMPLE, run_cli, run_cli_process, write_input
 from emulators import s3_server as start_s3_server
-import pipeline.plan
-from pipeline.run import run as run_pipeline
-from test_end_to_end import REF, T_DAY1, T_DAY2, _mixed_corpus, ev
 from pipeline import stores
 from pipeline.inputs import match_inputs
+from pipeline.run import run as run_pipeline
+from test_end_to_end import REF, T_DAY1, T_DAY2, _mixed_corpus, ev
 from transforms.ranges import iter_line_batches, plan_ranges
 from transforms.read import ReadRawLines
 

@@ -9,6 +9,8 @@ import orjson
 import pytest
 
 from conftest import REFERENCE_TIME
+from transforms.batches import pick_latest
+from transforms.limits import MAX_RECORD_BYTES
 from transforms.privacy import (
     DROPPED_PREFIX,
     HASHED_PREFIX,
@@ -30,8 +32,6 @@ from transforms.privacy import (
     summary_section,
     without,
 )
-from transforms.batches import pick_latest
-from transforms.limits import MAX_RECORD_BYTES
 from transforms.reasons import Kind, Reason
 from transforms.records import classify_batch
 from transforms.rules import RuleConfig, classify, event_key

@@ -15,12 +15,11 @@ import tempfile
 from pathlib import Path
 
 import orjson
-import pytest
-from e2e import run_cli, summary, write_input
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
-from rule_lines import GOOD_EVENTS, RECORDS, check_fate
 
+from e2e import run_cli, summary, write_input
+from rule_lines import GOOD_EVENTS, RECORDS, check_fate
 from transforms import records as rec
 from transforms.limits import is_placeholder
 from transforms.reasons import Kind, Reason

@@ -9,8 +9,8 @@ import pytest
 import zstandard
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from e2e import read_json_lines, run_cli, summary
 
+from e2e import read_json_lines, run_cli, summary
 from pipeline.inputs import match_inputs
 from transforms.read import InputFile, ReadRawLines
 

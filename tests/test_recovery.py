@@ -8,7 +8,6 @@ with a real SIGKILL, or stopped with SIGINT/SIGTERM. The same command with
 same files, byte for byte, the same figures.
 """
 
-import gzip
 import os
 import shutil
 import signal

@@ -439,7 +439,7 @@ def test_bars_stay_inside_the_chart_and_are_never_invisible():
     assert len(rects) == 2
     for x, y, w, h in rects:
         assert float(w) > 0 and float(h) >= 1
-        assert 0 <= float(x) and float(x) + float(w) <= 1000 and 0 <= float(y) and float(y) + float(h) <= 260
+        assert float(x) >= 0 and float(x) + float(w) <= 1000 and float(y) >= 0 and float(y) + float(h) <= 260
 
 
 def test_days_spread_over_decades_show_only_the_days_with_events():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from e2e import read_json_lines, run_cli, summary, write_input
 
+from e2e import read_json_lines, run_cli, summary, write_input
 from transforms.layout import check_route
 from transforms.write import _NameFiles, _TempFile, _WriteShard
 

@@ -9,6 +9,8 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from transforms import METRICS_NAMESPACE
+from transforms.batches import RecordBatch, pack, unpack
+from transforms.layout import EVENTS_PREFIX, PROFILES_ROUTE
 from transforms.privacy import (
     EXCLUDED_EVENTS,
     EXCLUDED_PROFILES,
@@ -20,8 +22,6 @@ from transforms.privacy import (
     split_digests,
     without,
 )
-from transforms.batches import RecordBatch, pack, unpack
-from transforms.layout import EVENTS_PREFIX, PROFILES_ROUTE
 from transforms.read import Batch, InputFile, OpenerFactory, ReadRawLines
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import PROFILES as SCHEMA_PROFILES

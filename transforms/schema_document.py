@@ -19,7 +19,6 @@ from transforms.schema import (
     is_conflict,
 )
 
-
 # --- the document ---------------------------------------------------------------------------
 
 

@@ -2,7 +2,6 @@
 
 
 from collections.abc import Iterator
-
 from typing import Any
 
 import apache_beam as beam
