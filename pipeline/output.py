@@ -282,7 +282,8 @@ def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None
 
 
 def write_run_file(output: str, run_id: str, name: str, data: bytes) -> None:
-    """Writes the run file `<output>/<name>` whole or not at all: into the run's temporary folder first, then moved into place.
+    """Writes the run file `<output>/<name>` whole or not at all: into the run's temporary folder
+    first, then moved into place.
 
     Raises:
       FileAccessError: it cannot be written or moved into place.

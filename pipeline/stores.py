@@ -426,7 +426,9 @@ def _s3_call(url: str, action: str, call: Any) -> Any:
         if code in ("NoSuchBucket", "404") and action != "delete":
             raise StoreError(f"bucket {bucket} does not exist") from err
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
-            raise StoreError(f"AWS refused the credentials in use ({code}: {message}): {_AWS_CREDENTIALS_HELP}") from err
+            raise StoreError(
+                f"AWS refused the credentials in use ({code}: {message}): {_AWS_CREDENTIALS_HELP}"
+            ) from err
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             raise StoreError(
                 f"permission denied to {action} {url} ({code}); the credentials in use need "

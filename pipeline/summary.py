@@ -338,7 +338,8 @@ class _FinishRun(beam.DoFn):
         pause_point("finish")
         # The summary first, then the schema, the report and _SUCCESS: each
         # whole or not at all, so that a fault on the way costs only what follows.
-        write_run_file(self._output, self._run_id, SUMMARY_FILE, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+        summary_bytes = orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
+        write_run_file(self._output, self._run_id, SUMMARY_FILE, summary_bytes)
         if document is not None:
             write_run_file(self._output, self._run_id, SCHEMA_FILE, document_bytes(document))
         if report is not None:

@@ -301,7 +301,10 @@ def test_a_dry_run_leaves_a_previous_run_in_place(buckets):
     """Even with --overwrite: a dry run's job never runs, so it must not start replacing anything."""
     previous = {
         "mixpanel/2024-02-29/_SUMMARY.json": json.dumps(
-            {"tool": {"name": "cloud-import-prep"}, "output": {"files": [{"path": "events/day=2024-01-01/part-00000-of-00001.ndjson.gz"}]}}
+            {
+                "tool": {"name": "cloud-import-prep"},
+                "output": {"files": [{"path": "events/day=2024-01-01/part-00000-of-00001.ndjson.gz"}]},
+            }
         ).encode(),
         "mixpanel/2024-02-29/_SUCCESS": b"",
         "mixpanel/2024-02-29/events/day=2024-01-01/part-00000-of-00001.ndjson.gz": b"old",

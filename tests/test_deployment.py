@@ -450,7 +450,9 @@ def test_the_airflow_dag_launches_the_template_with_real_parameters():
     assert isinstance(parameters, dict)
     _check_launch_parameters(parameters, "airflow_dag.py")
     # A manual run without a logical date has no data interval (Airflow 3): its trigger time.
-    assert parameters["run_date"] == "{{ (data_interval_end if data_interval_end is defined else dag_run.run_after) | ds }}"
+    assert parameters["run_date"] == (
+        "{{ (data_interval_end if data_interval_end is defined else dag_run.run_after) | ds }}"
+    )
     source = DAG_FILE.read_text(encoding="utf-8")
     assert '"parameters": PARAMETERS' in source and "DataflowStartFlexTemplateOperator(" in source
 

@@ -188,7 +188,9 @@ def test_an_unfinished_run_is_refused_without_overwrite(tmp_path):
     root = str(tmp_path / "out")
     unfinished_run(root)
     before = files_under(root)
-    with pytest.raises(OutputError, match="holds the unfinished run killed-run .*ended: stopped by SIGTERM. Pass --overwrite"):
+    with pytest.raises(
+        OutputError, match="holds the unfinished run killed-run .*ended: stopped by SIGTERM. Pass --overwrite"
+    ):
         prepare(root, overwrite=False)
     assert files_under(root) == before
 

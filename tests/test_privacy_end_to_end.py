@@ -103,7 +103,9 @@ EXPECTED_FILES = {
         written({"event": "Page", "properties": {"time": T + 60, "distinct_id": H("bob"), "ctx": {"page": "/"}}}),
     ],
     "superseded/day=2024-01-01/part-00000-of-00001.ndjson": [
-        line({"event": "Signup", "properties": {"time": T, "distinct_id": H("bob"), "plan": "pro", "$insert_id": "b1"}}),
+        line(
+            {"event": "Signup", "properties": {"time": T, "distinct_id": H("bob"), "plan": "pro", "$insert_id": "b1"}}
+        ),
         written({"event": "Page", "properties": {"time": T + 60, "distinct_id": H("bob"), "ctx": {"page": "/"}}}),
     ],
     "profiles/part-00000-of-00001.ndjson": [line({"$distinct_id": H("bob"), "$set": {"plan": "pro"}})],

@@ -129,7 +129,9 @@ GZ_BY_NAME = plan_ranges(1, "a.ndjson.gz", 25, True, 10, "v")  # [0, UNBOUNDED)
         pytest.param(GZ_BY_NAME[0], BZIP2, Reading(BZIP2, 0, UNBOUNDED), id="bzip2_named_gz"),
         pytest.param(GZ_BY_NAME[0], LZMA, Reading(LZMA, 0, UNBOUNDED), id="xz_named_gz"),
         pytest.param(GZ_BY_NAME[0], DEFLATE, Reading(DEFLATE, 0, UNBOUNDED), id="deflate"),
-        pytest.param(FileRange(0, "e", 0, 0, False, 0, "v"), UNCOMPRESSED, Reading(UNCOMPRESSED, 0, 0), id="empty_file"),
+        pytest.param(
+            FileRange(0, "e", 0, 0, False, 0, "v"), UNCOMPRESSED, Reading(UNCOMPRESSED, 0, 0), id="empty_file"
+        ),
     ],
 )
 def test_range_reading(file_range, kind, expected):

@@ -152,7 +152,9 @@ def test_read_raw_lines_refuses_bad_arguments(files, range_bytes, message):
 
 # Compression by content: the content wins over the name -------------------------------------
 
-CONTENT_LINES = [b'{"event":"E","properties":{"time":%d,"distinct_id":"u%d"}}\n' % (1_704_067_200 + i, i) for i in range(300)]
+CONTENT_LINES = [
+    b'{"event":"E","properties":{"time":%d,"distinct_id":"u%d"}}\n' % (1_704_067_200 + i, i) for i in range(300)
+]
 CONTENT = b"".join(CONTENT_LINES)
 
 

@@ -85,7 +85,8 @@ def sample_summary() -> dict[str, Any]:
                     {
                         "source": "examples/sample/2020-10-26-resend.ndjson.gz",
                         "offset": 255,
-                        "line": '{"event": "Ring Lost", "properties": {"distinct_id": "Isildur", "location": "Anduin"}}',
+                        "line": '{"event": "Ring Lost", "properties": '
+                        '{"distinct_id": "Isildur", "location": "Anduin"}}',
                     }
                 ],
             },

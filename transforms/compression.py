@@ -1,4 +1,7 @@
-"""Compressed input: the kind of a file by its first bytes and its name, and decompressed streams that must end where their format says (pure; no Beam)."""
+"""Compressed input: the kind of a file by its first bytes and its name, and decompressed streams (pure; no Beam).
+
+A decompressed stream must end where its format says.
+"""
 
 
 import bz2

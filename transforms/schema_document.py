@@ -1,4 +1,4 @@
-"""_SCHEMA.json itself: the document laid out from finished type counts, and its drift from an earlier run's (pure; no Beam)."""
+"""_SCHEMA.json itself: the document from finished type counts, and its drift from an earlier run's (pure; no Beam)."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any

@@ -53,7 +53,11 @@ def write_lines(path: str, lines: list[bytes], compressed: bool) -> int:
     """
     size = 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        sink = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") if compressed else raw
+        sink = (
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="")
+            if compressed
+            else raw
+        )
         # Lines per write, from the first lines' average length.
         sample = lines[:100]
         average = max(1, sum(map(len, sample)) // max(1, len(sample)))
