@@ -471,7 +471,7 @@ def test_hashing_distinct_id_keeps_the_same_events_through_the_dedupe():
         result = classify_batch(0, "a", offsets, lines, CONFIG, privacy)
         kept = []
         for batch in result.events.values():
-            positions = dict(zip(batch[3], batch[1]))
+            positions = dict(zip(batch[3], batch[1], strict=True))
             kept += [positions[line] for survivor in pick_latest([batch])[0] for line in survivor[3]]
         return sorted(kept)
 

@@ -142,9 +142,9 @@ def test_every_line_of_a_batch_is_counted_once_and_a_reject_keeps_it_byte_for_by
         t[rec.BLANK_LINES] + t[rec.EVENTS_ACCEPTED] + t[rec.PROFILES] + t[rec.GROUPS] + t[rec.REJECTED]
     )
     assert len(placed) == len(lines) - t[rec.BLANK_LINES]
-    by_offset = dict(zip(offsets, lines))
+    by_offset = dict(zip(offsets, lines, strict=True))
     if result.rejects is not None:
-        for offset, written in zip(result.rejects[1], result.rejects[3]):
+        for offset, written in zip(result.rejects[1], result.rejects[3], strict=True):
             reject = orjson.loads(written)
             if "line" in reject:
                 kept = reject["line"].encode("utf-8")

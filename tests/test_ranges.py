@@ -42,7 +42,7 @@ def read_range(data, start, end, chunk_bytes):
     for offsets, lines in iter_line_batches(io.BytesIO(data), start, end, chunk_bytes):
         assert len(offsets) == len(lines)
         assert lines, "a batch must not be empty"
-        out.extend(zip(offsets, lines))
+        out.extend(zip(offsets, lines, strict=True))
     return out
 
 
@@ -221,7 +221,7 @@ def test_iter_line_batches_reads_short_reads_to_eof():
     data = b"".join(b"line%03d\n" % i for i in range(100))
     out = []
     for offsets, lines in iter_line_batches(ShortReads(data), 0, UNBOUNDED, chunk_bytes=1000):
-        out.extend(zip(offsets, lines))
+        out.extend(zip(offsets, lines, strict=True))
     assert out == reference_lines(data)
 
 

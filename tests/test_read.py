@@ -20,7 +20,7 @@ BOM = b"\xef\xbb\xbf"
 def flatten(batch):
     rank, path, offsets, lines = batch
     assert len(offsets) == len(lines)
-    for offset, line in zip(offsets, lines):
+    for offset, line in zip(offsets, lines, strict=True):
         yield rank, path, offset, line
 
 

@@ -100,7 +100,7 @@ def pick_latest(batches: Iterable[RecordBatch]) -> tuple[list[RecordBatch], list
     ordered = in_upload_order(batches)
     keys = [key for b in ordered for key in keys_of(b)]
     # dict() keeps the last position given for a key: the latest upload.
-    latest = dict(zip(keys, range(len(keys))))
+    latest = dict(zip(keys, range(len(keys)), strict=True))
     if len(latest) == len(keys):
         return ordered, []
     survives = bytearray(len(keys))

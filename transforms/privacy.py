@@ -463,7 +463,7 @@ def probes(route: str, batch: RecordBatch, buckets: int) -> dict[int, Probe]:
 def listed_positions(listed: set[bytes], probe: Probe) -> list[int]:
     """The positions of a probe whose id is in the deletion list's `listed` digests."""
     positions, digests = probe
-    return [p for p, d in zip(positions, split_digests(digests)) if d in listed]
+    return [p for p, d in zip(positions, split_digests(digests), strict=True) if d in listed]
 
 
 def without(batch: RecordBatch, positions: set[int]) -> RecordBatch | None:

@@ -156,7 +156,7 @@ def classify_batch(
     examples: dict[str, list[Example]] = {}
     repeated_keys: list[Example] = []
     types = TypeTally() if count_types else None
-    for offset, raw in zip(offsets, lines):
+    for offset, raw in zip(offsets, lines, strict=True):
         fate = classify_line(raw, config)
         kind = fate.kind
         if kind == Kind.EVENT:

@@ -130,10 +130,10 @@ class TypeTally:
         entry[0] += 1
         pairs = entry[1]
         size = len(pairs)
-        _count_elements(pairs, zip(properties, map(type, properties.values())))
+        _count_elements(pairs, zip(properties, map(type, properties.values()), strict=True))
         if len(pairs) != size:
             first = entry[2]
-            for pair in zip(properties, map(type, properties.values())):
+            for pair in zip(properties, map(type, properties.values()), strict=True):
                 if pair not in first:
                     first[pair] = offset
 

@@ -87,7 +87,7 @@ def move_files(sources: list[str], destinations: list[str]) -> None:
     """Renames files, one at a time; a retried call that finds a move already done accepts it."""
     for folder in sorted({FileSystems.split(d)[0] for d in destinations}):
         _ensure_folder(folder)
-    for source, destination in zip(sources, destinations):
+    for source, destination in zip(sources, destinations, strict=True):
         try:
             FileSystems.rename([source], [destination])
         except BeamIOError as err:
@@ -137,7 +137,7 @@ class _NameFiles(beam.DoFn):
             f"{route}/{part_name(i, len(ordered), self._compressed)}" for i in range(len(ordered))
         ]
         move_files([t.temp_path for t in ordered], [FileSystems.join(self._output, n) for n in names])
-        for name, temp in zip(names, ordered):
+        for name, temp in zip(names, ordered, strict=True):
             yield WrittenFile(route, name, temp.lines, temp.bytes)
 
 
