@@ -275,7 +275,8 @@ def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None
     if FileSystems.get_scheme(root) is not None:
         return
     top = os.path.abspath(root)
-    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in removed_files}, reverse=True):
+    for emptied in sorted({os.path.dirname(os.path.abspath(p)) for p in removed_files}, reverse=True):
+        folder = emptied  # then each parent the removal empties too
         while folder.startswith(top + os.sep) and os.path.isdir(folder) and not os.listdir(folder):
             os.rmdir(folder)
             folder = os.path.dirname(folder)

@@ -2,6 +2,7 @@
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import json
 import re
@@ -410,12 +411,10 @@ def _dag_constants() -> dict[str, object]:
     values: dict[str, object] = {}
     for node in _dag_tree().body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
+            with contextlib.suppress(NameError):
                 values[node.targets[0].id] = eval(  # noqa: S307 - literals of our own file
                     compile(ast.Expression(node.value), "dag", "eval"), {"__builtins__": {}}, dict(values)
                 )
-            except NameError:
-                pass
     return values
 
 

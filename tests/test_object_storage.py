@@ -689,11 +689,11 @@ def gcs_stub(routes):
     class Handler(BaseHTTPRequestHandler):
         def answer(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            for (method, pattern), (status, body) in routes.items():
-                if method == self.command and re.search(pattern, self.path):
-                    break
-            else:
-                status, body = 404, {"error": {"code": 404, "message": "Not Found"}}
+            status, body = next(
+                (reply for (method, pattern), reply in routes.items()
+                 if method == self.command and re.search(pattern, self.path)),
+                (404, {"error": {"code": 404, "message": "Not Found"}}),
+            )
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -134,7 +134,7 @@ def test_classify_batch_keeps_first_five_examples_per_reason(rule_config):
     result = classify_batch(2, PATH, offsets, lines, rule_config)
     assert result.examples == {
         "invalid_json": [
-            (2, offsets[i], {"source": PATH, "offset": offsets[i], "line": "bad %d" % i}) for i in range(5)
+            (2, offsets[i], {"source": PATH, "offset": offsets[i], "line": f"bad {i}"}) for i in range(5)
         ]
     }
     assert result.rejects == (

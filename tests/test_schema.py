@@ -227,7 +227,7 @@ def test_an_accumulator_holds_a_bounded_number_of_keys_and_stays_exact():
     # whatever the order and grouping of merges, and nothing is lost.
     rng = random.Random(3)
     parts = []
-    for p in range(50):
+    for _ in range(50):
         keys = {f"key-{rng.randrange(25_000):05d}": {"string": 1} for _ in range(600)}
         keys["common"] = {"string": 10, "integer": 1}
         parts.append(NameTypes(10, keys))

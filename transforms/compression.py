@@ -70,9 +70,8 @@ def kind_by_magic(head: bytes) -> str | None:
         return GZIP
     # "BZh" alone could start a line of text: the block size digit and the
     # first block's magic make it certain.
-    if head[:3] == b"BZh" and head[3:4] in b"123456789" and len(head) >= 4:
-        if head[4:10] in _BZIP2_BLOCK_MAGICS:
-            return BZIP2
+    if head[:3] == b"BZh" and head[3:4] in b"123456789" and len(head) >= 4 and head[4:10] in _BZIP2_BLOCK_MAGICS:
+        return BZIP2
     if head.startswith(_XZ_MAGIC):
         return LZMA
     if head.startswith(_ZSTD_MAGIC):

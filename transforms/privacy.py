@@ -243,7 +243,7 @@ class Scrubber:
     def scrub(self, fate: Fate) -> Fate:
         """The Fate of an accepted record once dropped and hashed; blanks and rejects as they are."""
         kind = fate.kind
-        if kind == Kind.REJECT or kind == Kind.BLANK:
+        if kind in (Kind.REJECT, Kind.BLANK):
             return fate
         line = fate.line
         # find() rather than `in`: bytes.__contains__ first tries the needle as an int.

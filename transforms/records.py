@@ -177,7 +177,7 @@ def classify_batch(
             shown = examples.setdefault(reason, [])
             if len(shown) < EXAMPLES_PER_REASON:
                 shown.append((rank, offset, example_of(path, offset, raw)))
-        elif kind == Kind.PROFILE or kind == Kind.GROUP:
+        elif kind in (Kind.PROFILE, Kind.GROUP):
             columns, prefix = (
                 (profiles, PROFILE_OPERATION_PREFIX)
                 if kind == Kind.PROFILE

@@ -24,7 +24,7 @@ the MAX_EVENT_NAMES names written most often.
 
 from collections import _count_elements  # type: ignore[attr-defined]  # C-speed counting
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -90,6 +90,10 @@ class NameTypes:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NameTypes) and self.__getstate__() == other.__getstate__()
+
+    # Equal by value and mutable, so unhashable: what defining __eq__ alone implies, said here
+    # (typeshed's own idiom for list and dict, whose ignore mypy needs: object's __hash__ is a method).
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"NameTypes{self.__getstate__()!r}"

@@ -66,8 +66,8 @@ def schema_document(
         if found:
             conflicts[name] = found
     document: dict[str, Any] = {"events": doc_events, "conflicts": conflicts}
-    for section, types in ((PROFILES, profiles), (GROUPS, groups)):
-        types = types or NameTypes()
+    for section, counted in ((PROFILES, profiles), (GROUPS, groups)):
+        types = counted or NameTypes()
         document[section] = {
             "count": types.count,
             "properties": _properties(types, True),

@@ -49,8 +49,7 @@ class _ClassifyBatches(beam.DoFn):
         result = classify_batch(
             rank, path, offsets, lines, self._config, self._privacy, count_types=self._count_types
         )
-        for route, records in result.events.items():
-            yield route, records
+        yield from result.events.items()
         if result.profiles is not None:
             yield pvalue.TaggedOutput(PROFILES, (PROFILES_ROUTE, result.profiles))
         if result.groups is not None:
