@@ -10,6 +10,7 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.typehints.decorators import no_annotations
 
 from pipeline import TOOL_NAME, __version__
 from pipeline.output import (
@@ -65,7 +66,8 @@ class CollectReportFigures(beam.PTransform):
     All are combiners, so they cost little and work on every runner.
     """
 
-    def expand(self, split):  # dict of PCollections -> dict of PCollections
+    @no_annotations  # Beam takes no dict as a stage's input or output hint (it logs a warning)
+    def expand(self, split: Mapping[str, beam.PCollection[Any]]) -> dict[str, beam.PCollection[Any]]:
         top_events = (
             split["event_names"]
             | "FlattenNameCounts" >> beam.FlatMap(lambda pairs: pairs)
@@ -400,7 +402,7 @@ class WriteSummary(beam.PTransform):
         self._unreadable = unreadable_files
         self._schema = schema
 
-    def expand(self, files: beam.PCollection) -> beam.PCollection:
+    def expand(self, files: beam.PCollection[WrittenFile]) -> beam.PCollection[dict[str, Any]]:
         side_inputs = {
             "tallies": beam.pvalue.AsSingleton(self._tallies),
             "top_events": beam.pvalue.AsSingleton(self._figures["top_events"]),

@@ -22,6 +22,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
 from transforms.compression import (
@@ -298,7 +299,8 @@ class ReadRawLines(beam.PTransform):
         self._skip_unreadable = bool(skip_unreadable)
         self._open_objects = open_objects
 
-    def expand(self, pbegin):  # PBegin -> PCollection[Batch], or DoOutputsTuple
+    @no_annotations  # Beam takes no union as a stage's output hint (it logs a warning)
+    def expand(self, pbegin: pvalue.PBegin) -> beam.PCollection[Batch] | pvalue.DoOutputsTuple:
         ranges = [
             file_range
             for f in self._files

@@ -7,6 +7,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE
 from transforms.layout import GROUPS_ROUTE, PROFILES_ROUTE, REJECTS_ROUTE
@@ -104,7 +105,8 @@ class ValidateAndSplit(beam.PTransform):
         self._privacy = privacy
         self._count_types = bool(count_types)
 
-    def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
+    @no_annotations  # Beam takes no DoOutputsTuple as a stage's output hint (it logs a warning)
+    def expand(self, batches: beam.PCollection[Batch]) -> pvalue.DoOutputsTuple:
         classify = _ClassifyBatches(self._config, self._privacy, self._count_types)
         return batches | "ClassifyLines" >> beam.ParDo(classify).with_outputs(
             PROFILES,

@@ -3,18 +3,19 @@
 
 import gzip
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
 from transforms.batches import RecordBatch
 from transforms.layout import check_route, order_for_writing, part_name, split_into_files
-from transforms.shard import ShardKey
+from transforms.shard import Shard, ShardKey
 
 _LOG = logging.getLogger(__name__)
 COMPRESSIONS = ("gzip", "none")
@@ -177,15 +178,17 @@ class WritePartitions(beam.PTransform):
         self._compressed = compression == "gzip"
         self._max_file_bytes = max_file_bytes
 
-    def expand(self, shards):  # dict of name -> PCollection, or one PCollection
+    @no_annotations  # Beam takes no dict as a stage's input hint (it logs a warning)
+    def expand(
+        self, shards: beam.PCollection[Shard] | Mapping[str, beam.PCollection[Shard]]
+    ) -> beam.PCollection[WrittenFile]:
         # Each collection is written where it is produced: flattening the
         # data first would make the runner store all of it once more.
-        if isinstance(shards, beam.PCollection):
-            shards = {"": shards}
+        named = {"": shards} if isinstance(shards, beam.PCollection) else shards
         writer = _WriteShard(self._temp_dir, self._compressed, self._max_file_bytes)
         written = [
             collection | f"Write{name}TempFiles" >> beam.ParDo(writer)
-            for name, collection in shards.items()
+            for name, collection in named.items()
         ]
         return (
             written
