@@ -78,9 +78,12 @@ def previous_run_files(output: str) -> list[str] | None:
     files = listed.get("files", [])
     if not isinstance(files, list):
         return None
-    paths = [f.get("path") if isinstance(f, dict) else f for f in files]
-    if not all(isinstance(p, str) for p in paths):
-        return None
+    paths: list[str] = []
+    for f in files:
+        listed_path = f.get("path") if isinstance(f, dict) else f
+        if not isinstance(listed_path, str):
+            return None
+        paths.append(listed_path)
     return paths
 
 

@@ -9,9 +9,10 @@ import codecs
 import lzma
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO
 
 import zstandard
+
+from transforms import Readable
 
 # The kinds, spelled as Beam's CompressionTypes spells them, so that names
 # and values agree with what Beam users know.
@@ -241,7 +242,7 @@ class DecompressedStream:
       read_bytes: how much compressed data to read at a time.
     """
 
-    def __init__(self, raw: BinaryIO, kind: str, read_bytes: int = READ_BYTES) -> None:
+    def __init__(self, raw: Readable, kind: str, read_bytes: int = READ_BYTES) -> None:
         self._new_decoder = _decoder_factory(kind)
         self._raw = raw
         self._pads = kind in (GZIP, LZMA)

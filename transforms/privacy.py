@@ -100,7 +100,7 @@ class HashKey:
         # The HMAC state after the key, copied for each message (a third faster than
         # hmac.digest, which keys afresh every time); made on first use, since the
         # workers get this object pickled and hashlib states do not pickle.
-        self._keyed: Any = None
+        self._keyed: hmac.HMAC | None = None
 
     def __repr__(self) -> str:
         return "HashKey(<redacted>)"

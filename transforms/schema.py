@@ -162,7 +162,7 @@ class TypeTally:
         """
         out = []
         for name, (count, pairs, first) in self._entries.items():
-            schema_key = (name[0], "") if type(name) is tuple else (EVENTS, name)
+            schema_key = (name[0], "") if isinstance(name, tuple) else (EVENTS, name)
             keys: dict[str, dict[str, int]] = {}
             for (key, kind), n in pairs.items():
                 keys.setdefault(key, {})[TYPE_NAMES[kind]] = sign * n

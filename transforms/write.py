@@ -35,7 +35,7 @@ class WrittenFile(NamedTuple):
 
 class _TempFile(NamedTuple):
     shard: int
-    index: int
+    number: int  # of the file in its shard (a field named index would hide tuple.index)
     temp_path: str
     lines: int
     bytes: int
