@@ -148,7 +148,13 @@ _BIG_ENDIAN = sys.byteorder == "big"
 _PACK_LEVEL = 1
 # zstandard's (de)compressor objects must not be shared by threads at once, and
 # a Beam worker runs bundles on several: one of each per thread.
-_codecs = threading.local()
+class _Codecs(threading.local):
+    # Set on a thread's first use (until then, reading one raises AttributeError).
+    compressor: zstandard.ZstdCompressor
+    decompressor: zstandard.ZstdDecompressor
+
+
+_codecs = _Codecs()
 
 
 def _compressor() -> zstandard.ZstdCompressor:
