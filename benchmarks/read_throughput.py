@@ -39,10 +39,10 @@ sys.path.insert(0, str(REPO / "tests"))  # the emulator launcher
 from apache_beam.internal.gcp import auth  # noqa: E402
 
 from emulators import gcs_emulator  # noqa: E402
-from pipeline.options import DEFAULT_RANGE_BYTES  # noqa: E402
-from transforms.ranges import plan_ranges  # noqa: E402
 from pipeline.inputs import match_inputs  # noqa: E402
+from pipeline.options import DEFAULT_RANGE_BYTES  # noqa: E402
 from pipeline.stores import opener_factory  # noqa: E402
+from transforms.ranges import plan_ranges  # noqa: E402
 from transforms.read import _RangeReader  # noqa: E402
 
 MB = 1_000_000

@@ -30,7 +30,6 @@ if __package__ in (None, ""):
 import orjson
 
 from benchmarks.plain_loop import list_inputs, parse_reference_time, yardstick_parser
-from transforms.ranges import UNBOUNDED, iter_line_batches
 from transforms.layout import (
     GROUPS_ROUTE,
     PROFILES_ROUTE,
@@ -39,6 +38,7 @@ from transforms.layout import (
     part_name,
     split_into_files,
 )
+from transforms.ranges import UNBOUNDED, iter_line_batches
 from transforms.reasons import (
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,
@@ -46,8 +46,8 @@ from transforms.reasons import (
     NORMALISED_TIME,
     Kind,
 )
-from transforms.records import reject_line  # noqa: E402
-from transforms.rules import RuleConfig, classify  # noqa: E402
+from transforms.records import reject_line
+from transforms.rules import RuleConfig, classify
 
 # (rank, offset, key, line): the yardstick keeps one plain tuple per record.
 Record = tuple[int, int, bytes, bytes]

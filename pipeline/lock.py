@@ -42,9 +42,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import TOOL_NAME
-from transforms import os_error_text, read_all
 from pipeline.lock_files import LockFile, lock_file
 from pipeline.stores import StoreError
+from transforms import os_error_text, read_all
 
 _LOG = logging.getLogger(__name__)
 
@@ -475,7 +475,7 @@ def release_run_lock(output: str, run_id: str) -> None:
             break
         # The launcher's heartbeat may replace the lock while it is read (a
         # store's reader then fails in its own terms): read it again.
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             if not FileSystems.exists(path):
                 return
             if attempt == _ATTEMPTS - 1:

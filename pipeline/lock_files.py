@@ -43,7 +43,7 @@ class ObjectLockFile:
                 except (api.NotFound, api.PreconditionFailed):
                     return gcs_read()  # replaced or removed between the two requests: look again
 
-            return _gcs_call(self._client, self.url, "read", gcs_read)  # type: ignore[no-any-return]
+            return _gcs_call(self._client, self.url, "read", gcs_read)
         from botocore import exceptions as boto  # noqa: PLC0415
 
         def s3_read() -> tuple[bytes, Any] | None:
@@ -55,7 +55,7 @@ class ObjectLockFile:
                 raise
             return got["Body"].read(), got["ETag"]
 
-        return _s3_call(self.url, "read", s3_read)  # type: ignore[no-any-return]
+        return _s3_call(self.url, "read", s3_read)
 
     def write(self, data: bytes, version: Any | None) -> Any | None:
         """Writes if the object is absent (version None) or still at `version`; None if not."""
@@ -100,7 +100,7 @@ class ObjectLockFile:
                     return False
                 return True
 
-            return _gcs_call(self._client, self.url, "delete", gcs_delete)  # type: ignore[no-any-return]
+            return _gcs_call(self._client, self.url, "delete", gcs_delete)
         from botocore import exceptions as boto  # noqa: PLC0415
 
         def s3_delete() -> bool:
@@ -112,7 +112,7 @@ class ObjectLockFile:
                 raise
             return True
 
-        return _s3_call(self.url, "delete", s3_delete)  # type: ignore[no-any-return]
+        return _s3_call(self.url, "delete", s3_delete)
 
 
 class BeamLockFile:

@@ -312,7 +312,7 @@ def parse_runner(argv: Sequence[str]) -> str | None:
         words, which name the option.
     """
     namespace, _, _ = _parse_every_option(argv)
-    return namespace.runner  # type: ignore[no-any-return]
+    return namespace.runner
 
 
 def refuse_unknown_arguments(argv: Sequence[str]) -> None:

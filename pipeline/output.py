@@ -78,9 +78,12 @@ def previous_run_files(output: str) -> list[str] | None:
     files = listed.get("files", [])
     if not isinstance(files, list):
         return None
-    paths = [f.get("path") if isinstance(f, dict) else f for f in files]
-    if not all(isinstance(p, str) for p in paths):
-        return None
+    paths: list[str] = []
+    for f in files:
+        listed_path = f.get("path") if isinstance(f, dict) else f
+        if not isinstance(listed_path, str):
+            return None
+        paths.append(listed_path)
     return paths
 
 
@@ -275,14 +278,16 @@ def _remove_empty_local_folders(root: str, removed_files: Sequence[str]) -> None
     if FileSystems.get_scheme(root) is not None:
         return
     top = os.path.abspath(root)
-    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p in removed_files}, reverse=True):
+    for emptied in sorted({os.path.dirname(os.path.abspath(p)) for p in removed_files}, reverse=True):
+        folder = emptied  # then each parent the removal empties too
         while folder.startswith(top + os.sep) and os.path.isdir(folder) and not os.listdir(folder):
             os.rmdir(folder)
             folder = os.path.dirname(folder)
 
 
 def write_run_file(output: str, run_id: str, name: str, data: bytes) -> None:
-    """Writes the run file `<output>/<name>` whole or not at all: into the run's temporary folder first, then moved into place.
+    """Writes the run file `<output>/<name>` whole or not at all: into the run's temporary folder
+    first, then moved into place.
 
     Raises:
       FileAccessError: it cannot be written or moved into place.

@@ -216,7 +216,7 @@ def plan_launch(argv: Sequence[str], *, collect_schema: bool = True, now: float 
         own.output, own.overwrite, run_id, options, wait=own.wait
     )
     files = inputs.files
-    header = {
+    header: dict[str, Any] = {
         "run_id": run_id,
         "reference_time": format_time(reference),
         "options": own_options(own),

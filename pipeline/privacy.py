@@ -2,7 +2,7 @@
 
 
 import logging
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -11,7 +11,7 @@ from pipeline.options import PrepOptions, UsageError
 from pipeline.stores import ObjectOpener
 from transforms import read_all
 from transforms.privacy import HashKey, PrivacyConfig
-from transforms.read import InputFile, is_object_store, read_error_message
+from transforms.read import InputFile, ObjectHandle, is_object_store, read_error_message
 
 _LOG = logging.getLogger(__name__)
 # Below this, a key's hashes can be reversed by trying every key, whatever the data.
@@ -77,7 +77,7 @@ def read_hash_key(path: str, options: PipelineOptions) -> HashKey:
     (found,) = files
     try:
         if is_object_store(found.path):
-            handle: BinaryIO = ObjectOpener(options).open(found.path, found.size, found.version)  # type: ignore[assignment]
+            handle: ObjectHandle = ObjectOpener(options).open(found.path, found.size, found.version)
         else:
             handle = open(found.path, "rb")  # noqa: SIM115 (closed below)
         with handle:

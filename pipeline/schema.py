@@ -11,7 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.options import UsageError
 from pipeline.output import SCHEMA_FILE
 from transforms import os_error_text, read_all
-from transforms.schema import NameTypes, SchemaKey, finish_name, merge
+from transforms.schema import NameTypes, Partial, SchemaKey, finish_name, merge
 from transforms.schema_document import Outline, SchemaShapeError, document_of, drift, outline
 
 # The summary's check that --fail-on-type-change adds.
@@ -52,7 +52,7 @@ class CollectSchema(beam.PTransform):
     the largest (schema.EventNames), in bounded memory.
     """
 
-    def expand(self, partials: beam.PCollection) -> beam.PCollection:
+    def expand(self, partials: beam.PCollection[Partial]) -> beam.PCollection[Partial]:
         return partials | "AddTypesPerName" >> beam.CombinePerKey(_AddTypes())
 
 

@@ -154,7 +154,7 @@ def _list(
                 for b in blobs
             ]
 
-        return _gcs_call(client, url, "list", gcs_listing)  # type: ignore[no-any-return]
+        return _gcs_call(client, url, "list", gcs_listing)
     s3 = _s3_client(options)
 
     def s3_listing() -> list[StoredObject]:
@@ -167,7 +167,7 @@ def _list(
             for o in page.get("Contents", ())
         ]
 
-    return _s3_call(url, "list", s3_listing)  # type: ignore[no-any-return]
+    return _s3_call(url, "list", s3_listing)
 
 
 # --- reading one listed version -------------------------------------------------------------
@@ -340,7 +340,7 @@ def _open_gcs(client: Any, url: str, bucket: str, key: str, size: int, version: 
         # raw_download: the bytes as stored, also for objects stored with
         # Content-Encoding: gzip (the listed size is theirs). The precondition
         # makes GCS refuse (412) to serve any other generation.
-        return _gcs_read(  # type: ignore[no-any-return]
+        return _gcs_read(
             url,
             version,
             lambda: blob.download_as_bytes(
@@ -426,7 +426,9 @@ def _s3_call(url: str, action: str, call: Any) -> Any:
         if code in ("NoSuchBucket", "404") and action != "delete":
             raise StoreError(f"bucket {bucket} does not exist") from err
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
-            raise StoreError(f"AWS refused the credentials in use ({code}: {message}): {_AWS_CREDENTIALS_HELP}") from err
+            raise StoreError(
+                f"AWS refused the credentials in use ({code}: {message}): {_AWS_CREDENTIALS_HELP}"
+            ) from err
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             raise StoreError(
                 f"permission denied to {action} {url} ({code}); the credentials in use need "
@@ -457,9 +459,9 @@ def _open_s3(s3: Any, url: str, bucket: str, key: str, size: int, version: str) 
             response = s3.get_object(
                 Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}", IfMatch=version
             )
-            return response["Body"].read()  # type: ignore[no-any-return]
+            return response["Body"].read()
 
-        return _s3_read(url, version, get)  # type: ignore[no-any-return]
+        return _s3_read(url, version, get)
 
     return ObjectReader(url, size, fetch)
 

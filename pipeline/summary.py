@@ -10,6 +10,7 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.typehints.decorators import no_annotations
 
 from pipeline import TOOL_NAME, __version__
 from pipeline.output import (
@@ -27,8 +28,8 @@ from pipeline.schema import complete_schema
 from transforms import layout, pause_point, read_all
 from transforms import records as rec
 from transforms.dedupe import SUPERSEDED_COUNT
-from transforms.schema_document import Outline, document_bytes
 from transforms.privacy import excluded, summary_section
+from transforms.schema_document import Outline, document_bytes
 from transforms.write import WrittenFile
 
 _LOG = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class CollectReportFigures(beam.PTransform):
     All are combiners, so they cost little and work on every runner.
     """
 
-    def expand(self, split):  # dict of PCollections -> dict of PCollections
+    @no_annotations  # Beam takes no dict as a stage's input or output hint (it logs a warning)
+    def expand(self, split: Mapping[str, beam.PCollection[Any]]) -> dict[str, beam.PCollection[Any]]:
         top_events = (
             split["event_names"]
             | "FlattenNameCounts" >> beam.FlatMap(lambda pairs: pairs)
@@ -338,7 +340,8 @@ class _FinishRun(beam.DoFn):
         pause_point("finish")
         # The summary first, then the schema, the report and _SUCCESS: each
         # whole or not at all, so that a fault on the way costs only what follows.
-        write_run_file(self._output, self._run_id, SUMMARY_FILE, orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+        summary_bytes = orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n"
+        write_run_file(self._output, self._run_id, SUMMARY_FILE, summary_bytes)
         if document is not None:
             write_run_file(self._output, self._run_id, SCHEMA_FILE, document_bytes(document))
         if report is not None:
@@ -399,7 +402,7 @@ class WriteSummary(beam.PTransform):
         self._unreadable = unreadable_files
         self._schema = schema
 
-    def expand(self, files: beam.PCollection) -> beam.PCollection:
+    def expand(self, files: beam.PCollection[WrittenFile]) -> beam.PCollection[dict[str, Any]]:
         side_inputs = {
             "tallies": beam.pvalue.AsSingleton(self._tallies),
             "top_events": beam.pvalue.AsSingleton(self._figures["top_events"]),

@@ -14,7 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "examples" / "sample"
 
 
-def write_input(path: Path, lines: list[bytes], *, mtime: float | None = None, ending: bytes = b"\n", final_newline: bool = True) -> Path:
+def write_input(
+    path: Path,
+    lines: list[bytes],
+    *,
+    mtime: float | None = None,
+    ending: bytes = b"\n",
+    final_newline: bool = True,
+) -> Path:
     """Writes lines as one file (gzip when the name ends in .gz)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = ending.join(lines) + (ending if final_newline and lines else b"")

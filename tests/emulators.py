@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,7 +140,7 @@ def s3_server(workdir: Path) -> Iterator[Emulator]:
 # --- the child process ----------------------------------------------------------------------
 
 
-def _clock(clock_file: str):  # -> Callable[[], datetime]
+def _clock(clock_file: str) -> Callable[[], datetime]:
     def now() -> datetime:
         try:
             text = Path(clock_file).read_text().strip()
@@ -187,6 +187,8 @@ def _check_gcs_preconditions() -> None:
     from gcp_storage_emulator.exceptions import NotFound  # noqa: PLC0415
     from gcp_storage_emulator.handlers import objects  # noqa: PLC0415
 
+    not_held = "At least one of the pre-conditions you specified did not hold."  # GCS's own words
+
     def refuse(response, status: HTTPStatus, message: str) -> None:  # noqa: ANN001
         response.status = status
         response.json({"error": {"code": status.value, "message": message, "errors": [{"message": message}]}})
@@ -200,9 +202,11 @@ def _check_gcs_preconditions() -> None:
         return name
 
     def checked(handler):  # noqa: ANN001, ANN202
-        def handle(request, response, storage, *args, **kwargs):  # noqa: ANN001, ANN202
+        def handle(request, response, storage, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
             query = request.query
-            wanted = {k: query[k][0] for k in ("ifGenerationMatch", "ifGenerationNotMatch", "generation") if query.get(k)}
+            wanted = {
+                k: query[k][0] for k in ("ifGenerationMatch", "ifGenerationNotMatch", "generation") if query.get(k)
+            }
             name = object_name(request) if wanted else None
             if name is not None:
                 try:
@@ -216,10 +220,10 @@ def _check_gcs_preconditions() -> None:
                 if match is not None and (current or "0") != match:
                     if current is None and match != "0" and request.method in ("GET", "DELETE"):
                         return refuse(response, HTTPStatus.NOT_FOUND, f"No such object: {name}")
-                    return refuse(response, HTTPStatus.PRECONDITION_FAILED, "At least one of the pre-conditions you specified did not hold.")
+                    return refuse(response, HTTPStatus.PRECONDITION_FAILED, not_held)
                 not_match = wanted.get("ifGenerationNotMatch")
                 if not_match is not None and (current or "0") == not_match:
-                    return refuse(response, HTTPStatus.PRECONDITION_FAILED, "At least one of the pre-conditions you specified did not hold.")
+                    return refuse(response, HTTPStatus.PRECONDITION_FAILED, not_held)
             return handler(request, response, storage, *args, **kwargs)
 
         return handle

@@ -61,8 +61,8 @@ def runtime_closure() -> dict[str, str]:
 def read_constraints(path: Path = CONSTRAINTS) -> dict[str, str]:
     """Canonical name -> pinned version of a constraints file."""
     pins = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
+    for text in path.read_text(encoding="utf-8").splitlines():
+        line = text.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
             pins[canonicalize_name(name)] = version

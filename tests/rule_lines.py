@@ -11,7 +11,6 @@ from transforms.reasons import Fate, Kind, Reason
 from transforms.rules import RuleConfig, classify
 from transforms.times import day_of
 
-
 REFERENCE = 1706745600  # 2024-02-01T00:00:00Z
 CONFIG = RuleConfig(REFERENCE)
 CONFIG_MS = RuleConfig(REFERENCE, "ms")

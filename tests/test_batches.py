@@ -23,6 +23,7 @@ from transforms.batches import (
     unpack,
 )
 
+
 def key(text):
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
@@ -37,7 +38,7 @@ def records_of(batch):
     rank, offsets, keys, lines = batch
     ks = keys_of(batch) if keys else [b""] * len(lines)
     assert len(offsets) == len(ks) == len(lines)
-    return [(rank, o, k, line) for o, k, line in zip(offsets, ks, lines)]
+    return [(rank, o, k, line) for o, k, line in zip(offsets, ks, lines, strict=True)]
 
 
 # batch sizes and shards ------------------------------------------------------------
@@ -221,7 +222,7 @@ def test_split_batch_keeps_order_and_loses_nothing(keyed):
             assert part[0] == batch[0]
             assert part[1] == sorted(part[1]), "a part keeps the batch's order"
             assert part[3], "no empty parts"
-            assert records_of(part) == [r for r, s in zip(records_of(batch), placed) if s == shard]
+            assert records_of(part) == [r for r, s in zip(records_of(batch), placed, strict=True) if s == shard]
         merged = sorted(r for part in parts.values() for r in records_of(part))
         assert merged == records_of(batch)
 

@@ -315,7 +315,10 @@ def test_bench_sees_a_changed_byte(outputs, tmp_path):
 def test_measure_counts_the_memory_of_child_processes(tmp_path):
     """ru_maxrss is the largest single process; two processes holding 60 MB each are 120 MB."""
     hold = "x = bytearray(60_000_000); import time; time.sleep(1.5)"
-    parent = f"import subprocess, sys; {hold.split(';')[0]}; subprocess.run([sys.executable, '-c', {hold!r}])"
+    parent = (
+        f"import subprocess, sys; {hold.split(';', maxsplit=1)[0]}; "
+        f"subprocess.run([sys.executable, '-c', {hold!r}])"
+    )
     usage = measure.measure([sys.executable, "-c", parent], str(tmp_path / "log"))
     assert usage.exit_code == 0
     assert usage.peak_rss_bytes >= 120_000_000

@@ -104,7 +104,9 @@ BINARY = bytes(range(256)) * 2
         pytest.param(b"", "empty.gz", UNCOMPRESSED, id="empty_named_gz"),
         # No magic: the name decides for binary data.
         pytest.param(zlib.compress(TEXT)[:HEAD_BYTES], "a.deflate", DEFLATE, id="deflate_by_name"),
-        pytest.param(lzma.compress(TEXT, format=lzma.FORMAT_ALONE)[:HEAD_BYTES], "a.lzma", LZMA, id="lzma_alone_by_name"),
+        pytest.param(
+            lzma.compress(TEXT, format=lzma.FORMAT_ALONE)[:HEAD_BYTES], "a.lzma", LZMA, id="lzma_alone_by_name"
+        ),
         pytest.param(BINARY, "a.ndjson.gz", GZIP, id="binary_named_gz_fails_as_gzip"),
         pytest.param(BINARY, "a.ndjson", UNCOMPRESSED, id="binary_named_plain_is_plain"),
         pytest.param(zlib.compress(TEXT)[:HEAD_BYTES], "a.ndjson", UNCOMPRESSED, id="zlib_named_plain_is_plain"),
@@ -167,10 +169,12 @@ def test_deflate_is_zlib_wrapped_as_beam_reads_it():
         pytest.param(GZIP, gzip.compress(TEXT, mtime=0) + b"\0" * 512 + gzip.compress(b"tail\n", mtime=0) + b"\0" * 9,
                      id="gzip_members_zero_padded"),
         pytest.param(BZIP2, bz2.compress(TEXT) + bz2.compress(b"tail\n"), id="bzip2_streams"),
-        pytest.param(LZMA, lzma.compress(TEXT) + b"\0" * 4 + lzma.compress(b"tail\n") + b"\0" * 8, id="xz_streams_padded"),
+        pytest.param(LZMA, lzma.compress(TEXT) + b"\0" * 4 + lzma.compress(b"tail\n") + b"\0" * 8,
+                     id="xz_streams_padded"),
         pytest.param(ZSTD, zstandard.ZstdCompressor().compress(TEXT) + zstandard.ZstdCompressor().compress(b"tail\n"),
                      id="zstd_frames"),
-        pytest.param(ZSTD, b"\x50\x2a\x4d\x18\x03\x00\x00\x00abc" + zstandard.ZstdCompressor().compress(TEXT + b"tail\n"),
+        pytest.param(ZSTD,
+                     b"\x50\x2a\x4d\x18\x03\x00\x00\x00abc" + zstandard.ZstdCompressor().compress(TEXT + b"tail\n"),
                      id="zstd_skippable_frame"),
         pytest.param(DEFLATE, zlib.compress(TEXT) + zlib.compress(b"tail\n"), id="zlib_streams"),
     ],
@@ -223,7 +227,8 @@ def _flip(data: bytes, at: int) -> bytes:
     [
         pytest.param(GZIP, _flip(gzip.compress(TEXT, mtime=0), -8), "gzip: incorrect data check", id="gzip_crc"),
         pytest.param(GZIP, _flip(gzip.compress(TEXT, mtime=0), -2), "gzip: incorrect length check", id="gzip_length"),
-        pytest.param(GZIP, _flip(gzip.compress(TEXT, mtime=0), 2), "gzip: unknown compression method", id="gzip_header"),
+        pytest.param(GZIP, _flip(gzip.compress(TEXT, mtime=0), 2), "gzip: unknown compression method",
+                     id="gzip_header"),
         pytest.param(GZIP, BINARY, "gzip: incorrect header check", id="not_gzip_at_all"),
         pytest.param(DEFLATE, _flip(zlib.compress(TEXT), -1), "deflate: incorrect data check", id="zlib_adler32"),
         pytest.param(BZIP2, _flip(bz2.compress(TEXT), 40), "bzip2: Invalid data stream", id="bzip2_block"),

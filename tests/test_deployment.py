@@ -2,6 +2,7 @@
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import json
 import re
@@ -17,7 +18,6 @@ from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentP
 from packaging.utils import canonicalize_name
 
 import pins as pins_module
-
 from pipeline.inputs import UPLOAD_ORDERS
 from pipeline.options import OWN_OPTIONS, PrepOptions, UsageError, check_options
 from pipeline.placeholders import resolve
@@ -411,12 +411,10 @@ def _dag_constants() -> dict[str, object]:
     values: dict[str, object] = {}
     for node in _dag_tree().body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
+            with contextlib.suppress(NameError):
                 values[node.targets[0].id] = eval(  # noqa: S307 - literals of our own file
                     compile(ast.Expression(node.value), "dag", "eval"), {"__builtins__": {}}, dict(values)
                 )
-            except NameError:
-                pass
     return values
 
 
@@ -451,7 +449,9 @@ def test_the_airflow_dag_launches_the_template_with_real_parameters():
     assert isinstance(parameters, dict)
     _check_launch_parameters(parameters, "airflow_dag.py")
     # A manual run without a logical date has no data interval (Airflow 3): its trigger time.
-    assert parameters["run_date"] == "{{ (data_interval_end if data_interval_end is defined else dag_run.run_after) | ds }}"
+    assert parameters["run_date"] == (
+        "{{ (data_interval_end if data_interval_end is defined else dag_run.run_after) | ds }}"
+    )
     source = DAG_FILE.read_text(encoding="utf-8")
     assert '"parameters": PARAMETERS' in source and "DataflowStartFlexTemplateOperator(" in source
 

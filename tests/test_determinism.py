@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from e2e import SAMPLE, run_cli, run_cli_process, summary, write_input
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,6 +1,5 @@
 """End-to-end: the real CLI on files on disk, output read back and compared."""
 
-import gzip
 import hashlib
 
 import orjson

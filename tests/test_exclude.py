@@ -63,7 +63,7 @@ def users_left(elements):
     """(route, rank, offset, user) of every record left."""
     out = []
     for route, (rank, offsets, _, lines) in elements:
-        for offset, line in zip(offsets, lines):
+        for offset, line in zip(offsets, lines, strict=True):
             record = orjson.loads(line)
             user = record.get("$distinct_id", record.get("properties", {}).get("distinct_id"))
             out.append((route, rank, offset, user))

@@ -23,15 +23,15 @@ import zstandard
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata, FileSystem
 from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import TaggedOutput
-from e2e import folders, read_json_lines, read_output, run_cli, run_cli_process, summary, write_input
 
 import pipeline.plan
+from e2e import folders, read_output, run_cli, run_cli_process, summary, write_input
 from pipeline.cli import file_access_problem
+from pipeline.inputs import match_inputs
 from pipeline.summary import _FinishRun
 from transforms import FileAccessError
-from transforms.ranges import FileRange, plan_ranges
-from pipeline.inputs import match_inputs
 from transforms.layout import part_name
+from transforms.ranges import FileRange, plan_ranges
 from transforms.read import UNREADABLE, UnreadableFile, _ReadRange
 from transforms.write import TEMP_FOLDER, _NameFiles, _WriteShard, temp_root
 
@@ -72,7 +72,9 @@ DAMAGED = {
     "truncated.ndjson.gz": (_gz_truncated, TRUNCATED),
     "corrupt.ndjson.gz": (_gz_corrupt, "the compressed data is corrupt (gzip: invalid "),
     "bad-crc.ndjson.gz": (_gz_bad_crc, "the compressed data is corrupt (gzip: incorrect data check)"),
-    "binary-not-gzip.ndjson.gz": (lambda: bytes(range(256)) * 4, "the compressed data is corrupt (gzip: incorrect header check)"),
+    "binary-not-gzip.ndjson.gz": (
+        lambda: bytes(range(256)) * 4, "the compressed data is corrupt (gzip: incorrect header check)"
+    ),
     "truncated.ndjson.bz2": (lambda: bz2.compress(PAYLOAD)[:-10], TRUNCATED),
     "corrupt.ndjson.xz": (lambda: lzma.compress(PAYLOAD)[:40] + b"\0" * 40 + lzma.compress(PAYLOAD)[80:],
                           "the compressed data is corrupt (lzma: Corrupt input data)"),
@@ -82,7 +84,9 @@ DAMAGED = {
     "truncated.ndjson.zst": (lambda: _zst()[:-30], TRUNCATED),
     "truncated.ndjson.deflate": (lambda: zlib.compress(PAYLOAD)[:-30], TRUNCATED),
     "corrupt.ndjson.zst": (lambda: _zst()[:-2] + b"\0\0", "the compressed data is corrupt (zstd: "),
-    "corrupt.ndjson.deflate": (lambda: zlib.compress(PAYLOAD)[:-1] + b"\0", "the compressed data is corrupt (deflate: incorrect data check)"),
+    "corrupt.ndjson.deflate": (
+        lambda: zlib.compress(PAYLOAD)[:-1] + b"\0", "the compressed data is corrupt (deflate: incorrect data check)"
+    ),
     # Compressed by content, whatever the name.
     "truncated-gzip.json": (_gz_truncated, TRUNCATED),
     "truncated-zstd": (lambda: _zst()[:-30], TRUNCATED),
@@ -162,7 +166,8 @@ def test_a_file_changed_while_it_is_read_is_refused_at_the_end_of_its_range(tmp_
         appending.write(ev("Late", "u", T0) + b"\n")
     (skipped,) = list(reading)
     assert first[3] == GOOD
-    assert skipped.value.error.startswith("the file changed since it was listed") and skipped.value.lines_read == len(GOOD)
+    assert skipped.value.error.startswith("the file changed since it was listed")
+    assert skipped.value.lines_read == len(GOOD)
 
 
 def test_a_connection_error_is_never_skipped_so_that_a_retry_can_read_the_file(tmp_path, monkeypatch):
@@ -321,7 +326,9 @@ def test_a_file_that_vanishes_after_the_launch_fails_the_run_or_is_skipped(
     args = ("--input", str(tmp_path / "in" / "*"), "--reference-time", REF, "--range-bytes", "1000")
     assert run_cli(*args, "--output", str(tmp_path / "failed")) == 1
     err = capsys.readouterr().err
-    assert err == f"cloud-import-prep: error: {victim}: the file vanished since it was listed (No such file or directory)\n"
+    assert err == (
+        f"cloud-import-prep: error: {victim}: the file vanished since it was listed (No such file or directory)\n"
+    )
     assert not (tmp_path / "failed" / "_SUCCESS").exists()
 
     write_input(victim, [ev("Gone", "u", T0)] * 400)
@@ -472,7 +479,8 @@ def test_a_disk_that_fills_while_the_data_is_written_stops_the_run_with_one_line
 def test_a_disk_that_fills_while_the_summary_is_written_leaves_no_success(tmp_path, disk, capsys):
     _days(tmp_path / "in")
     disk(None)
-    assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "measure"), "--reference-time", REF) == 0
+    args = ("--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "measure"), "--reference-time", REF)
+    assert run_cli(*args) == 0
     data_bytes = sum(p.stat().st_size for p in (tmp_path / "measure").rglob("*.gz"))
     disk(LOCK_BYTES + PROBE_BYTES + data_bytes + 10)  # room for the data, not for _SUMMARY.json
     out = tmp_path / "out"

@@ -12,8 +12,8 @@ import sys
 
 import orjson
 import pytest
-from e2e import REPO, read_json_lines, run_cli, summary, write_input
 
+from e2e import REPO, read_json_lines, run_cli, summary, write_input
 from transforms.reasons import Kind, Reason
 from transforms.rules import RuleConfig, classify
 

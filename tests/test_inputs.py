@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from e2e import REPO, read_output, run_cli, run_cli_process, summary, write_input
-from test_end_to_end import REF, T_DAY1, T_DAY2, ev
 from pipeline.inputs import InputError, InputSelection, match_inputs, select_inputs
+from test_end_to_end import REF, T_DAY1, T_DAY2, ev
 from transforms.read import InputFile
 
 
@@ -185,7 +185,10 @@ def output_inside(here):
 def test_files_under_the_output_are_left_out_and_counted_once_each(output_inside, output):
     selection = select_inputs(["data/**"], output.format(here=output_inside))
     assert selection == InputSelection(
-        [InputFile(0, "data/a.ndjson", 2, 100.0, False, "100.0"), InputFile(1, "data/outside.ndjson", 3, 200.0, False, "200.0")],
+        [
+            InputFile(0, "data/a.ndjson", 2, 100.0, False, "100.0"),
+            InputFile(1, "data/outside.ndjson", 3, 200.0, False, "200.0"),
+        ],
         2,
     )
 
@@ -304,7 +307,10 @@ def test_cli_reads_a_file_given_in_four_spellings_once(here):
     rejects = [orjson.loads(line) for line in read_output(here / "out1")["rejects/part-00000-of-00001.ndjson.gz"]]
     assert [(r["source"], r["offset"], r["line"]) for r in rejects] == [("a.ndjson", len(lines[0]) + 1, "{oops")]
     # Same bytes whatever the order or number of spellings.
-    data = {name: {k: v for k, v in read_output(here / name).items() if not k.startswith("_")} for name in ("out1", "out2", "once")}
+    data = {
+        name: {k: v for k, v in read_output(here / name).items() if not k.startswith("_")}
+        for name in ("out1", "out2", "once")
+    }
     assert data["out1"] == data["out2"] == data["once"]
 
 
@@ -313,7 +319,9 @@ def test_cli_reads_a_file_given_in_four_spellings_once(here):
 
 def test_output_inside_the_input_is_never_read(here, capsys):
     x1 = {"$insert_id": "x-1"}
-    write_input(here / "data" / "2024" / "a.ndjson", [ev("A", "u1", T_DAY1), ev("A", "u1", T_DAY1, **x1), b"{oops"], mtime=100)
+    write_input(
+        here / "data" / "2024" / "a.ndjson", [ev("A", "u1", T_DAY1), ev("A", "u1", T_DAY1, **x1), b"{oops"], mtime=100
+    )
     write_input(here / "data" / "b.ndjson.gz", [ev("B", "u2", T_DAY2), ev("A", "u1", T_DAY1 + 5, **x1)], mtime=200)
     args = ("--input", "data/**", "--output", "data/out", "--reference-time", REF)
     assert run_cli(*args) == 0

@@ -5,8 +5,8 @@ import json
 import orjson
 import pytest
 from hypothesis import given, settings
-from rule_lines import JSON_VALUES
 
+from rule_lines import JSON_VALUES
 from transforms import jsontext
 
 

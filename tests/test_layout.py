@@ -18,6 +18,7 @@ from transforms.layout import (
     superseded_route,
 )
 
+
 def written_size(lines):
     return sum(len(line) + 1 for line in lines)
 
@@ -136,8 +137,8 @@ def check_split(lines, keys, max_bytes, files):
     # Keys of each file, by the positions of its lines.
     bounds = list(itertools.accumulate(len(f) for f in files))
     starts = [0] + bounds[:-1]
-    file_keys = [keys[s:e] if keys is not None else None for s, e in zip(starts, bounds)]
-    for f, fk in zip(files, file_keys):
+    file_keys = [keys[s:e] if keys is not None else None for s, e in zip(starts, bounds, strict=True)]
+    for f, fk in zip(files, file_keys, strict=True):
         if written_size(f) > max_bytes:
             if keys is None:
                 assert len(f) == 1, "only a single line may exceed the limit"
@@ -152,7 +153,7 @@ def check_split(lines, keys, max_bytes, files):
     # Greedy: a file is cut only when the next line (identity) would not fit.
     for n in range(len(files) - 1):
         nxt, nk = files[n + 1], file_keys[n + 1]
-        first = nxt[:1] if keys is None else [line for line, k in zip(nxt, nk) if k == nk[0]]
+        first = nxt[:1] if keys is None else [line for line, k in zip(nxt, nk, strict=True) if k == nk[0]]
         assert written_size(files[n]) + written_size(first) > max_bytes
     if written_size(lines) <= max_bytes:
         assert files == ([lines] if lines else [])

@@ -25,10 +25,10 @@ def test_limits_are_those_of_design_md() -> None:
 
 
 def test_placeholders_are_the_list_of_design_md() -> None:
-    assert PLACEHOLDERS == {
+    assert {
         "00000000-0000-0000-0000-000000000000", "anon", "anonymous", "nil", "none", "null", "n/a", "na",
         "undefined", "unknown", "<nil>", "0", "-1", "true", "false", "[]", "{}", "lmy47d",
-    }
+    } == PLACEHOLDERS
 
 
 @pytest.mark.parametrize(

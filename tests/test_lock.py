@@ -201,7 +201,10 @@ def bucket_url(request, monkeypatch):
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
         monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
         monkeypatch.setattr(auth._Credentials, "_credentials", None)
-        storage.Client(project="t", credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator.url}).create_bucket(bucket)
+        client = storage.Client(
+            project="t", credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator.url}
+        )
+        client.create_bucket(bucket)
         yield f"gs://{bucket}/out", PipelineOptions([])
         return
     server = request.getfixturevalue("s3_server")

@@ -1,8 +1,7 @@
 """Tests of pipeline/lock_files.py: the three operations the output lock is built on, on every store."""
 
-from test_lock import bucket_url  # noqa: F401 (a fixture: a fresh gs:// or s3:// bucket)
-
 from pipeline.lock_files import BeamLockFile, ObjectLockFile, lock_file
+from test_lock import bucket_url  # noqa: F401 (a fixture: a fresh gs:// or s3:// bucket)
 
 
 def _check_create_replace_delete(file) -> None:

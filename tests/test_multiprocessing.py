@@ -4,6 +4,7 @@ import random
 from pathlib import Path
 
 import orjson
+
 from e2e import run_cli, run_cli_process, summary, write_input
 
 REF = "2024-02-01T00:00:00Z"

@@ -34,13 +34,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+import pipeline.plan
 from e2e import SAMPLE, run_cli, run_cli_process, write_input
 from emulators import s3_server as start_s3_server
-import pipeline.plan
-from pipeline.run import run as run_pipeline
-from test_end_to_end import REF, T_DAY1, T_DAY2, _mixed_corpus, ev
 from pipeline import stores
 from pipeline.inputs import match_inputs
+from pipeline.run import run as run_pipeline
+from test_end_to_end import REF, T_DAY1, T_DAY2, _mixed_corpus, ev
 from transforms.ranges import iter_line_batches, plan_ranges
 from transforms.read import ReadRawLines
 
@@ -303,7 +303,9 @@ def test_sample_gives_the_local_bytes(store, tmp_path):
 
     remote = store.read_all("prepared/")
     assert_same_as_local(
-        remote, local_files(tmp_path / "out"), {store.url("raw/"): f"{local_in}/", store.url("prepared"): str(tmp_path / "out")}
+        remote,
+        local_files(tmp_path / "out"),
+        {store.url("raw/"): f"{local_in}/", store.url("prepared"): str(tmp_path / "out")},
     )
     # The expectations of the local sample test, read from the store.
     s = orjson.loads(remote["_SUMMARY.json"])
@@ -345,7 +347,9 @@ def test_recursive_glob_and_small_ranges_give_the_local_bytes(store, tmp_path, s
     assert run_remote(store, [store.url("in/**")], out, "--range-bytes", "4096") == 0
     assert run_local([local_in / "**"], tmp_path / "out", "--range-bytes", "4096") == 0
     remote = store.read_all("out/")
-    assert_same_as_local(remote, local_files(tmp_path / "out"), {store.url("in/"): f"{local_in}/", out: str(tmp_path / "out")})
+    assert_same_as_local(
+        remote, local_files(tmp_path / "out"), {store.url("in/"): f"{local_in}/", out: str(tmp_path / "out")}
+    )
     summary = orjson.loads(remote["_SUMMARY.json"])
     assert summary["input"]["files"] == 5 and summary["passed"] is True
 
@@ -360,8 +364,9 @@ def test_latest_upload_wins_by_object_time_then_path(store, tmp_path):
     store.upload("in/d.ndjson", dup("abc-2", "second") + b"\n", T0 + 5)  # same time: path decides
     assert run_remote(store, [store.url("in/*")], store.url("out"), "--keep-superseded") == 0
     out = store.read_all("out/")
-    kept = [orjson.loads(line)["properties"] for line in lines_of(out["events/day=2024-01-01/part-00000-of-00001.ndjson.gz"], ".gz")]
-    gone = [orjson.loads(line)["properties"] for line in lines_of(out["superseded/day=2024-01-01/part-00000-of-00001.ndjson.gz"], ".gz")]
+    part = "day=2024-01-01/part-00000-of-00001.ndjson.gz"
+    kept = [orjson.loads(line)["properties"] for line in lines_of(out[f"events/{part}"], ".gz")]
+    gone = [orjson.loads(line)["properties"] for line in lines_of(out[f"superseded/{part}"], ".gz")]
     assert sorted((p["$insert_id"], p["version"]) for p in kept) == [("abc-1", "new"), ("abc-2", "second")]
     assert sorted((p["$insert_id"], p["version"]) for p in gone) == [("abc-1", "old"), ("abc-2", "first")]
 
@@ -566,7 +571,8 @@ def test_an_object_replaced_after_listing_fails_the_run_or_is_skipped(store, mon
     # of either content read.
     monkeypatch.setattr(pipeline.plan, "prepare_output", unchanged)
     _after_listing(monkeypatch, lambda: store.upload("in/b.ndjson", b"\n".join(VICTIM) + b"\n", T0 + 30))
-    assert run_remote(store, [store.url("in/*")], store.url("skipped"), "--range-bytes", "1000", "--skip-unreadable-files") == 0
+    flags = ("--range-bytes", "1000", "--skip-unreadable-files")
+    assert run_remote(store, [store.url("in/*")], store.url("skipped"), *flags) == 0
     summary = orjson.loads(store.read_all("skipped/")["_SUMMARY.json"])
     (unreadable,) = summary["input"]["unreadable_files"]
     assert unreadable["path"] == listed.path and unreadable["lines_read"] == 0
@@ -641,7 +647,9 @@ def locked_s3(tmp_path_factory):
     bucket "locked" holds in/a.ndjson.
     """
     with start_s3_server(tmp_path_factory.mktemp("locked-s3")) as server:
-        admin = dict(endpoint_url=server.url, aws_access_key_id="admin", aws_secret_access_key="admin", region_name="us-east-1")
+        admin = dict(
+            endpoint_url=server.url, aws_access_key_id="admin", aws_secret_access_key="admin", region_name="us-east-1"
+        )
         s3_client, iam = boto3.client("s3", **admin), boto3.client("iam", **admin)
         s3_client.create_bucket(Bucket="locked")
         s3_client.put_object(Bucket="locked", Key="in/a.ndjson", Body=ev("A", "u", T_DAY1) + b"\n")
@@ -681,11 +689,11 @@ def gcs_stub(routes):
     class Handler(BaseHTTPRequestHandler):
         def answer(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            for (method, pattern), (status, body) in routes.items():
-                if method == self.command and re.search(pattern, self.path):
-                    break
-            else:
-                status, body = 404, {"error": {"code": 404, "message": "Not Found"}}
+            status, body = next(
+                (reply for (method, pattern), reply in routes.items()
+                 if method == self.command and re.search(pattern, self.path)),
+                (404, {"error": {"code": 404, "message": "Not Found"}}),
+            )
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -799,7 +807,9 @@ def test_output_below_the_input_prefix_is_never_read(store, capsys):
     assert run_remote(store, *args, "--overwrite") == 0
     again = store.read_all("data/out/")
     s = orjson.loads(again["_SUMMARY.json"])
-    assert s["input"] == {"files": 2, "bytes": s["input"]["bytes"], "skipped_output_files": len(first), "lines": 3, "blank_lines": 0}
+    assert s["input"] == {
+        "files": 2, "bytes": s["input"]["bytes"], "skipped_output_files": len(first), "lines": 3, "blank_lines": 0
+    }
     assert (s["output"]["events"], s["output"]["rejected"], s["balanced"]) == (2, 1, True)
     assert data_files(again) == data_files(first) == [
         "events/day=2024-01-01/part-00000-of-00001.ndjson.gz",

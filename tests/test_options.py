@@ -215,8 +215,8 @@ def refusal(argv) -> str:
 @pytest.mark.parametrize(
     "extra, message",
     [
-        pytest.param(["--max-reject-rate", "0.01"], "unknown option --max-reject-rate (did you mean --max-reject-ratio?)",
-                     id="misspelled_gate"),
+        pytest.param(["--max-reject-rate", "0.01"],
+                     "unknown option --max-reject-rate (did you mean --max-reject-ratio?)", id="misspelled_gate"),
         pytest.param(["--max-reject-rate=0.01"], "unknown option --max-reject-rate (did you mean --max-reject-ratio?)",
                      id="misspelled_gate_with_equals"),
         pytest.param(["--keep-supersede"], "unknown option --keep-supersede (did you mean --keep-superseded?)",
@@ -253,8 +253,8 @@ def test_stray_words_are_refused(argv, word):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        pytest.param(["--time-unit", "h"], "argument --time-unit/--time_unit: invalid choice: 'h' (choose from 's', 'ms')",
-                     id="our_choice"),
+        pytest.param(["--time-unit", "h"],
+                     "argument --time-unit/--time_unit: invalid choice: 'h' (choose from 's', 'ms')", id="our_choice"),
         pytest.param(["--max-file-mb", "x"], "argument --max-file-mb/--max_file_mb: invalid int value: 'x'",
                      id="our_int"),
         pytest.param(["--direct_num_workers", "abc"], "argument --direct_num_workers: invalid int value: 'abc'",

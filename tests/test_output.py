@@ -1,6 +1,7 @@
 """Tests of pipeline/output.py: which output locations a run may write to, and how a run leaves one."""
 
 import os
+from pathlib import Path
 
 import orjson
 import pytest
@@ -129,7 +130,7 @@ def test_prepare_output_overwrite_previous_run(previous_run):
     assert files_under(previous_run) == ["_LOCK.json", DAY, REJECTS]
     assert not os.path.exists(os.path.join(previous_run, "_temporary"))
     # The lock remembers the files the summary listed, for a retry of a killed run.
-    lock = orjson.loads(open(os.path.join(previous_run, "_LOCK.json"), "rb").read())
+    lock = orjson.loads(Path(previous_run, "_LOCK.json").read_bytes())
     assert (lock["run_id"], lock["state"], lock["previous_files"]) == (
         "run-2", "running", ["_SUCCESS", "_SUMMARY.json", DAY, REJECTS]
     )
@@ -188,7 +189,9 @@ def test_an_unfinished_run_is_refused_without_overwrite(tmp_path):
     root = str(tmp_path / "out")
     unfinished_run(root)
     before = files_under(root)
-    with pytest.raises(OutputError, match="holds the unfinished run killed-run .*ended: stopped by SIGTERM. Pass --overwrite"):
+    with pytest.raises(
+        OutputError, match="holds the unfinished run killed-run .*ended: stopped by SIGTERM. Pass --overwrite"
+    ):
         prepare(root, overwrite=False)
     assert files_under(root) == before
 
@@ -234,7 +237,7 @@ def test_overwrite_of_an_unfinished_run_still_refuses_files_not_of_the_layout(tm
     with pytest.raises(OutputError, match="2 files that are not of this tool's output layout"):
         prepare(root, overwrite=True)
     assert files_under(root) == before
-    assert orjson.loads(open(os.path.join(root, "_LOCK.json"), "rb").read())["state"] == "ended"
+    assert orjson.loads(Path(root, "_LOCK.json").read_bytes())["state"] == "ended"
 
 
 # --- the run's last step ------------------------------------------------------------------------

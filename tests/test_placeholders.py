@@ -5,10 +5,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from e2e import read_json_lines, run_cli, summary, write_input
 from hypothesis import given
 from hypothesis import strategies as st
 
+from e2e import read_json_lines, run_cli, summary, write_input
 from pipeline import placeholders
 from pipeline.placeholders import (
     MAX_OFFSET_DAYS,

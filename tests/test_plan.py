@@ -35,8 +35,8 @@ def _plan(plans, argv, **kwargs):
 
 def test_run_date_reference_time_and_run_id_come_from_one_instant(tmp_path, plans):
     write_input(tmp_path / "raw" / "2024-01-30" / "a.ndjson", [LINE])
-    plan = _plan(plans, ["--input", str(tmp_path / "raw" / "{date-1}" / "*"), "--output", str(tmp_path / "out" / "{date}")],
-                 now=BEFORE_MIDNIGHT)
+    args = ["--input", str(tmp_path / "raw" / "{date-1}" / "*"), "--output", str(tmp_path / "out" / "{date}")]
+    plan = _plan(plans, args, now=BEFORE_MIDNIGHT)
     assert plan.launched_at == BEFORE_MIDNIGHT
     assert plan.own.run_date == "2024-01-31"
     assert plan.own.input == [str(tmp_path / "raw" / "2024-01-30" / "*")]

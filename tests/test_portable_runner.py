@@ -9,10 +9,9 @@ The child process is offline (tests/offline.py): only loopback is reachable.
 
 from pathlib import Path
 
+from e2e import run_cli, summary
 from offline import BLOCKED_MARK, CLI, run_offline
 from test_multiprocessing import REF, SPLIT, _corpus, _files
-
-from e2e import run_cli, summary
 
 PORTABLE = ("--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK")
 # The --range-bytes floor lifted in the child, as the small_read_ranges fixture does here;

@@ -9,6 +9,8 @@ import orjson
 import pytest
 
 from conftest import REFERENCE_TIME
+from transforms.batches import pick_latest
+from transforms.limits import MAX_RECORD_BYTES
 from transforms.privacy import (
     DROPPED_PREFIX,
     HASHED_PREFIX,
@@ -30,8 +32,6 @@ from transforms.privacy import (
     summary_section,
     without,
 )
-from transforms.batches import pick_latest
-from transforms.limits import MAX_RECORD_BYTES
 from transforms.reasons import Kind, Reason
 from transforms.records import classify_batch
 from transforms.rules import RuleConfig, classify, event_key
@@ -471,7 +471,7 @@ def test_hashing_distinct_id_keeps_the_same_events_through_the_dedupe():
         result = classify_batch(0, "a", offsets, lines, CONFIG, privacy)
         kept = []
         for batch in result.events.values():
-            positions = dict(zip(batch[3], batch[1]))
+            positions = dict(zip(batch[3], batch[1], strict=True))
             kept += [positions[line] for survivor in pick_latest([batch])[0] for line in survivor[3]]
         return sorted(kept)
 

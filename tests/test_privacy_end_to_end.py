@@ -103,7 +103,9 @@ EXPECTED_FILES = {
         written({"event": "Page", "properties": {"time": T + 60, "distinct_id": H("bob"), "ctx": {"page": "/"}}}),
     ],
     "superseded/day=2024-01-01/part-00000-of-00001.ndjson": [
-        line({"event": "Signup", "properties": {"time": T, "distinct_id": H("bob"), "plan": "pro", "$insert_id": "b1"}}),
+        line(
+            {"event": "Signup", "properties": {"time": T, "distinct_id": H("bob"), "plan": "pro", "$insert_id": "b1"}}
+        ),
         written({"event": "Page", "properties": {"time": T + 60, "distinct_id": H("bob"), "ctx": {"page": "/"}}}),
     ],
     "profiles/part-00000-of-00001.ndjson": [line({"$distinct_id": H("bob"), "$set": {"plan": "pro"}})],
@@ -346,7 +348,7 @@ def test_a_deletion_list_that_cannot_be_read_to_its_end_fails_the_run(files, tmp
 # --- on object storage -----------------------------------------------------------------------
 
 
-def test_key_and_deletion_list_on_object_storage_give_the_local_output(store, files, tmp_path):
+def test_key_and_deletion_list_on_object_storage_give_the_local_output(store, files, tmp_path):  # noqa: F811
     raw, _, _ = files
     for name in ("a.ndjson", "b.ndjson"):
         store.upload(f"in/{name}", (raw / name).read_bytes(), 1_700_000_000 if name == "a.ndjson" else 1_700_000_100)
@@ -363,7 +365,7 @@ def test_key_and_deletion_list_on_object_storage_give_the_local_output(store, fi
     assert s["output"]["excluded"] == 3 and s["privacy"]["listed_ids"] == 3 and s["passed"] is True
 
 
-def test_a_missing_key_object_is_refused_in_one_line(store, files, capsys):
+def test_a_missing_key_object_is_refused_in_one_line(store, files, capsys):  # noqa: F811
     store.upload("in/a.ndjson", (files[0] / "a.ndjson").read_bytes(), 1_700_000_000)
     status = run_remote(store, [store.url("in/*")], store.url("out"), "--hash-property", "email",
                         "--hash-key-file", store.url("privacy/none.key"))

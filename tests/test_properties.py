@@ -15,12 +15,11 @@ import tempfile
 from pathlib import Path
 
 import orjson
-import pytest
-from e2e import run_cli, summary, write_input
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
-from rule_lines import GOOD_EVENTS, RECORDS, check_fate
 
+from e2e import run_cli, summary, write_input
+from rule_lines import GOOD_EVENTS, RECORDS, check_fate
 from transforms import records as rec
 from transforms.limits import is_placeholder
 from transforms.reasons import Kind, Reason
@@ -70,7 +69,8 @@ def _array(values):  # type: ignore[no-untyped-def]
 
 
 def _deep(levels: int) -> bytes:
-    return b'{"a":' * (levels // 2) + b"[" * (levels - levels // 2) + b"1" + b"]" * (levels - levels // 2) + b"}" * (levels // 2)
+    objects, lists = levels // 2, levels - levels // 2
+    return b'{"a":' * objects + b"[" * lists + b"1" + b"]" * lists + b"}" * objects
 
 
 JSONISH_VALUES = st.recursive(
@@ -102,7 +102,8 @@ def mutated(draw, base) -> bytes:  # type: ignore[no-untyped-def]
         if how == "cut":
             line = line[:at]
         elif how == "insert":
-            line = line[:at] + draw(st.sampled_from([b"\x00", b"\xff", b"\r", b"\n", b",", b"}", b'"', b"\\", b"\xc3"])) + line[at:]
+            byte = draw(st.sampled_from([b"\x00", b"\xff", b"\r", b"\n", b",", b"}", b'"', b"\\", b"\xc3"]))
+            line = line[:at] + byte + line[at:]
         else:
             line = line[:at] + line[at + 1 :]
     prefix = draw(st.sampled_from([b"", b" ", b"\t", b"\xef\xbb\xbf"]))
@@ -137,11 +138,13 @@ def test_every_line_of_a_batch_is_counted_once_and_a_reject_keeps_it_byte_for_by
     placed = [offset for b in batches for offset in b[1]]
     assert len(placed) == len(set(placed)), "a line placed twice"
     assert t[rec.LINES] == len(lines)
-    assert t[rec.LINES] == t[rec.BLANK_LINES] + t[rec.EVENTS_ACCEPTED] + t[rec.PROFILES] + t[rec.GROUPS] + t[rec.REJECTED]
+    assert t[rec.LINES] == (
+        t[rec.BLANK_LINES] + t[rec.EVENTS_ACCEPTED] + t[rec.PROFILES] + t[rec.GROUPS] + t[rec.REJECTED]
+    )
     assert len(placed) == len(lines) - t[rec.BLANK_LINES]
-    by_offset = dict(zip(offsets, lines))
+    by_offset = dict(zip(offsets, lines, strict=True))
     if result.rejects is not None:
-        for offset, written in zip(result.rejects[1], result.rejects[3]):
+        for offset, written in zip(result.rejects[1], result.rejects[3], strict=True):
             reject = orjson.loads(written)
             if "line" in reject:
                 kept = reject["line"].encode("utf-8")
@@ -162,7 +165,13 @@ _SCALAR_VALUES = st.one_of(
 )
 _LISTS = st.lists(_SCALAR_VALUES, max_size=5)
 # Objects nested at most 3 levels below a property, as the rules allow.
-_NESTED = st.dictionaries(_TEXT, _SCALAR_VALUES | _LISTS | st.dictionaries(_TEXT, _SCALAR_VALUES | st.dictionaries(_TEXT, _LISTS, max_size=2), max_size=3), max_size=3)
+_NESTED = st.dictionaries(
+    _TEXT,
+    _SCALAR_VALUES
+    | _LISTS
+    | st.dictionaries(_TEXT, _SCALAR_VALUES | st.dictionaries(_TEXT, _LISTS, max_size=2), max_size=3),
+    max_size=3,
+)
 _RESERVED = {"time", "distinct_id", "$insert_id", "$device_id", "$user_id"}
 NORMAL_EVENTS = st.builds(
     lambda name, time, distinct_id, insert_id, extra: {
@@ -176,8 +185,11 @@ NORMAL_EVENTS = st.builds(
     },
     st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=255).filter(str.strip),
     st.integers(MIN_TIME, REFERENCE + 3600),
-    st.none() | st.text(st.characters(blacklist_categories=("Cs",)), max_size=255).filter(lambda s: not is_placeholder(s)),
-    st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=36).filter(lambda s: not is_placeholder(s)),
+    st.none()
+    | st.text(st.characters(blacklist_categories=("Cs",)), max_size=255).filter(lambda s: not is_placeholder(s)),
+    st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=36).filter(
+        lambda s: not is_placeholder(s)
+    ),
     st.dictionaries(_TEXT, _SCALAR_VALUES | _LISTS | _NESTED, max_size=8),
 )
 NORMAL_UPDATES = st.one_of(

@@ -42,7 +42,7 @@ def read_range(data, start, end, chunk_bytes):
     for offsets, lines in iter_line_batches(io.BytesIO(data), start, end, chunk_bytes):
         assert len(offsets) == len(lines)
         assert lines, "a batch must not be empty"
-        out.extend(zip(offsets, lines))
+        out.extend(zip(offsets, lines, strict=True))
     return out
 
 
@@ -129,7 +129,9 @@ GZ_BY_NAME = plan_ranges(1, "a.ndjson.gz", 25, True, 10, "v")  # [0, UNBOUNDED)
         pytest.param(GZ_BY_NAME[0], BZIP2, Reading(BZIP2, 0, UNBOUNDED), id="bzip2_named_gz"),
         pytest.param(GZ_BY_NAME[0], LZMA, Reading(LZMA, 0, UNBOUNDED), id="xz_named_gz"),
         pytest.param(GZ_BY_NAME[0], DEFLATE, Reading(DEFLATE, 0, UNBOUNDED), id="deflate"),
-        pytest.param(FileRange(0, "e", 0, 0, False, 0, "v"), UNCOMPRESSED, Reading(UNCOMPRESSED, 0, 0), id="empty_file"),
+        pytest.param(
+            FileRange(0, "e", 0, 0, False, 0, "v"), UNCOMPRESSED, Reading(UNCOMPRESSED, 0, 0), id="empty_file"
+        ),
     ],
 )
 def test_range_reading(file_range, kind, expected):
@@ -219,7 +221,7 @@ def test_iter_line_batches_reads_short_reads_to_eof():
     data = b"".join(b"line%03d\n" % i for i in range(100))
     out = []
     for offsets, lines in iter_line_batches(ShortReads(data), 0, UNBOUNDED, chunk_bytes=1000):
-        out.extend(zip(offsets, lines))
+        out.extend(zip(offsets, lines, strict=True))
     assert out == reference_lines(data)
 
 

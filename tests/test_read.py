@@ -9,8 +9,8 @@ import pytest
 import zstandard
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from e2e import read_json_lines, run_cli, summary
 
+from e2e import read_json_lines, run_cli, summary
 from pipeline.inputs import match_inputs
 from transforms.read import InputFile, ReadRawLines
 
@@ -20,7 +20,7 @@ BOM = b"\xef\xbb\xbf"
 def flatten(batch):
     rank, path, offsets, lines = batch
     assert len(offsets) == len(lines)
-    for offset, line in zip(offsets, lines):
+    for offset, line in zip(offsets, lines, strict=True):
         yield rank, path, offset, line
 
 
@@ -152,7 +152,9 @@ def test_read_raw_lines_refuses_bad_arguments(files, range_bytes, message):
 
 # Compression by content: the content wins over the name -------------------------------------
 
-CONTENT_LINES = [b'{"event":"E","properties":{"time":%d,"distinct_id":"u%d"}}\n' % (1_704_067_200 + i, i) for i in range(300)]
+CONTENT_LINES = [
+    b'{"event":"E","properties":{"time":%d,"distinct_id":"u%d"}}\n' % (1_704_067_200 + i, i) for i in range(300)
+]
 CONTENT = b"".join(CONTENT_LINES)
 
 

@@ -13,7 +13,6 @@ from transforms.reasons import (
     Reason,
 )
 
-
 # ---------------------------------------------------------------- interface
 
 

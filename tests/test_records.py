@@ -134,14 +134,14 @@ def test_classify_batch_keeps_first_five_examples_per_reason(rule_config):
     result = classify_batch(2, PATH, offsets, lines, rule_config)
     assert result.examples == {
         "invalid_json": [
-            (2, offsets[i], {"source": PATH, "offset": offsets[i], "line": "bad %d" % i}) for i in range(5)
+            (2, offsets[i], {"source": PATH, "offset": offsets[i], "line": f"bad {i}"}) for i in range(5)
         ]
     }
     assert result.rejects == (
         2,
         offsets,
         b"",
-        [expected_reject("invalid_json", raw, o, rule_config) for raw, o in zip(lines, offsets)],
+        [expected_reject("invalid_json", raw, o, rule_config) for raw, o in zip(lines, offsets, strict=True)],
     )
 
 
@@ -224,7 +224,7 @@ def test_classify_batch_mixed_lines_routes_and_record_batches(rule_config):
         b"",
         [
             expected_reject(reason, MIXED_LINES[i], offsets[i], rule_config)
-            for i, reason in zip(REJECT_INDEXES, REJECT_REASONS)
+            for i, reason in zip(REJECT_INDEXES, REJECT_REASONS, strict=True)
         ],
     )
     # Column types as documented: list, bytes (16 per record), list.
@@ -339,7 +339,7 @@ def test_classify_batch_every_line_counted_once(rule_config):
     for b in batches:
         assert b[1] == sorted(b[1]), "a batch keeps the input's order"
         assert len(b[1]) == len(b[3])
-    blank_offsets = [o for o, line in zip(offsets, lines) if not line.strip(b" \t\r")]
+    blank_offsets = [o for o, line in zip(offsets, lines, strict=True) if not line.strip(b" \t\r")]
     assert sorted([o for b in batches for o in b[1]] + blank_offsets) == offsets
 
 

@@ -8,7 +8,6 @@ with a real SIGKILL, or stopped with SIGINT/SIGTERM. The same command with
 same files, byte for byte, the same figures.
 """
 
-import gzip
 import os
 import shutil
 import signal
@@ -50,7 +49,9 @@ class Site:
     def command(self, output: str, *extra: str) -> list[str]:
         return ["--input", self.input, "--output", output, "--reference-time", REF, *self.args, *extra]
 
-    def start(self, output: str, *extra: str, pause_at: str | None = None, marker: Path | None = None) -> subprocess.Popen:
+    def start(
+        self, output: str, *extra: str, pause_at: str | None = None, marker: Path | None = None
+    ) -> subprocess.Popen:
         env = dict(self.env)
         if pause_at is not None:
             env[PAUSE_ENV] = f"{pause_at}:{marker}"
@@ -79,13 +80,17 @@ def _local_site(tmp: Path) -> Site:
 
     def read(output: str) -> dict[str, bytes]:
         root = Path(output)
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+        if not root.exists():
+            return {}
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
     return Site("local", str(inputs / "*"), new_output, read)
 
 
 def _gcs_site(emulator) -> Site:
-    client = storage.Client(project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator.url})
+    client = storage.Client(
+        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator.url}
+    )
     bucket = "r-" + uuid.uuid4().hex[:12]
     client.create_bucket(bucket)
     for i, path in enumerate(_sample_files()):
@@ -111,7 +116,11 @@ def _gcs_site(emulator) -> Site:
 
 def _s3_site(server) -> Site:
     client = boto3.client(
-        "s3", endpoint_url=server.url, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        "s3",
+        endpoint_url=server.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
     )
     bucket = "r-" + uuid.uuid4().hex[:12]
     client.create_bucket(Bucket=bucket)

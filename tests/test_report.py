@@ -85,7 +85,8 @@ def sample_summary() -> dict[str, Any]:
                     {
                         "source": "examples/sample/2020-10-26-resend.ndjson.gz",
                         "offset": 255,
-                        "line": '{"event": "Ring Lost", "properties": {"distinct_id": "Isildur", "location": "Anduin"}}',
+                        "line": '{"event": "Ring Lost", "properties": '
+                        '{"distinct_id": "Isildur", "location": "Anduin"}}',
                     }
                 ],
             },
@@ -439,7 +440,7 @@ def test_bars_stay_inside_the_chart_and_are_never_invisible():
     assert len(rects) == 2
     for x, y, w, h in rects:
         assert float(w) > 0 and float(h) >= 1
-        assert 0 <= float(x) and float(x) + float(w) <= 1000 and 0 <= float(y) and float(y) + float(h) <= 260
+        assert float(x) >= 0 and float(x) + float(w) <= 1000 and float(y) >= 0 and float(y) + float(h) <= 260
 
 
 def test_days_spread_over_decades_show_only_the_days_with_events():

@@ -4,6 +4,7 @@ Run as a script, it writes the README's screenshot: `python tests/test_report_br
 [REPORT.html]` renders the bundled sample's report (or shows the given one) into docs/report.png.
 """
 
+import contextlib
 import datetime
 import os
 import re
@@ -64,10 +65,8 @@ def _run(command: list[str], timeout: float, env: dict[str, str] | None = None) 
         proc.communicate(timeout=30)
         pytest.fail(f"{command[0]} took more than {timeout} s: {' '.join(command)}")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # helpers left behind
-        except ProcessLookupError:
-            pass
     return proc.returncode, output
 
 

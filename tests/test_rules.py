@@ -10,15 +10,16 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rule_lines import (
     CONFIG,
     CONFIG_MS,
     HEX32,
-    P,
     RECORDS,
     REFERENCE,
     WIDE,
     WIDE_OK,
+    P,
     T,
     check_fate,
     dumps,
@@ -34,7 +35,6 @@ from rule_lines import (
     reason_of,
     without,
 )
-
 from transforms.reasons import (
     DUPLICATE_KEYS,
     INSERT_ID_GENERATED,

@@ -177,8 +177,8 @@ KNOWN_RUNNERS = ", ".join(StandardOptions.KNOWN_RUNNER_NAMES)
     [
         pytest.param("NoSuchRunner", f"--runner 'NoSuchRunner' is not a runner Beam knows; use one of {KNOWN_RUNNERS}, "
                      "or the module path of a PipelineRunner class", id="unknown"),
-        pytest.param("Dataflw", f"--runner 'Dataflw' is not a runner Beam knows (did you mean DataflowRunner?); use one "
-                     f"of {KNOWN_RUNNERS}, or the module path of a PipelineRunner class", id="misspelled"),
+        pytest.param("Dataflw", "--runner 'Dataflw' is not a runner Beam knows (did you mean DataflowRunner?); "
+                     f"use one of {KNOWN_RUNNERS}, or the module path of a PipelineRunner class", id="misspelled"),
         pytest.param("os.nothing", "--runner 'os.nothing' cannot be loaded: module 'os' has no attribute 'nothing'",
                      id="no_such_class"),
         pytest.param("no_such_module.Runner", "--runner 'no_such_module.Runner' cannot be loaded: "
@@ -202,9 +202,9 @@ DATAFLOW_DRY_RUN = [*DATAFLOW, "--dry_run=True"]
                      id="nothing_dataflow_needs"),
         pytest.param(DATAFLOW_DRY_RUN + ["--num_workers", "5", "--max_num_workers", "2"],
                      "num_workers (5) cannot exceed max_num_workers (2)", id="more_workers_than_the_maximum"),
-        pytest.param(DATAFLOW_DRY_RUN + ["--job_name", "Daily_Import"], "Invalid job_name (Daily_Import); the name must "
-                     "consist of only the characters [-a-z0-9], starting with a letter and ending with a letter or "
-                     "number", id="job_name"),
+        pytest.param(DATAFLOW_DRY_RUN + ["--job_name", "Daily_Import"],
+                     "Invalid job_name (Daily_Import); the name must consist of only the characters [-a-z0-9], "
+                     "starting with a letter and ending with a letter or number", id="job_name"),
     ],
 )
 def test_beams_own_checks_for_the_runner_are_usage_errors(extra, found):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from e2e import read_json_lines, run_cli, summary, write_input
 
+from e2e import read_json_lines, run_cli, summary, write_input
 from transforms.layout import check_route
 from transforms.write import _NameFiles, _TempFile, _WriteShard
 
@@ -161,7 +161,9 @@ def test_logs_of_a_run_hold_no_record_values(tmp_path, caplog, capsys):
         ev(secret(12), "null"),  # invalid_distinct_id, a placeholder
         orjson.dumps({"event": "E", "properties": {"distinct_id": secret(13), "time": secret(14)}}),
         orjson.dumps({"$distinct_id": secret(15), "$add": {"n": secret(16)}}),  # invalid_operation
-        orjson.dumps({"event": "E", "properties": {"distinct_id": "u", "time": T0, secret(17): {"a": {"b": {"c": {}}}}}}),
+        orjson.dumps(
+            {"event": "E", "properties": {"distinct_id": "u", "time": T0, secret(17): {"a": {"b": {"c": {}}}}}}
+        ),
         orjson.dumps({secret(18): 1}),  # unknown_record_type
         ("\xff" + secret(19)).encode("latin-1"),  # invalid_utf8
     ]

@@ -20,7 +20,9 @@ class _Labels(PipelineVisitor):
 
 
 def _graph(tmp_path, *flags):
-    write_input(tmp_path / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'] * 50)
+    write_input(
+        tmp_path / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'] * 50
+    )
     plan = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), *flags])
     pipeline = beam.Pipeline(options=plan.options)
     build(pipeline, plan)
@@ -34,7 +36,11 @@ def test_ranges_are_reshuffled_before_they_are_read(tmp_path, small_read_ranges)
     graph = _graph(tmp_path, "--range-bytes", "64")
     assert isinstance(graph["ReadRawLines/SpreadRanges"], beam.Reshuffle)
     names = list(graph)
-    assert names.index("ReadRawLines/ListRanges") < names.index("ReadRawLines/SpreadRanges") < names.index("ReadRawLines/ReadRanges")
+    assert (
+        names.index("ReadRawLines/ListRanges")
+        < names.index("ReadRawLines/SpreadRanges")
+        < names.index("ReadRawLines/ReadRanges")
+    )
 
 
 def test_large_inputs_measure_routes_and_spread_them_over_shards(tmp_path):
@@ -44,7 +50,8 @@ def test_large_inputs_measure_routes_and_spread_them_over_shards(tmp_path):
     # 1.2 MB against a 1 MiB budget: routes are measured and spread over shards by key.
     big = tmp_path / "big"
     big.mkdir()
-    write_input(big / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u", "p": "' + b"x" * 2000 + b'"}}'] * 600)
+    line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u", "p": "' + b"x" * 2000 + b'"}}'
+    write_input(big / "in" / "a.ndjson", [line] * 600)
     plan = plan_launch(["--input", str(big / "in" / "*"), "--output", str(big / "out"), "--max-file-mb", "1"])
     pipeline = beam.Pipeline(options=plan.options)
     build(pipeline, plan)

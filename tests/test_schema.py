@@ -122,7 +122,9 @@ def test_the_types_counted_are_the_values_the_classifiers_hand_on(rule_config):
     for privacy in (None, PrivacyConfig(drop=("email",))):
         result = classify_batch(0, "a", [0, 9, 20], lines, rule_config, privacy, count_types=True)
         (events,) = result.events.values()
-        expected = sc.count_lines(events[3], sc.EVENTS, sign=1) + sc.count_lines(result.profiles[3], sc.PROFILES, sign=1)
+        expected = sc.count_lines(events[3], sc.EVENTS, sign=1) + sc.count_lines(
+            result.profiles[3], sc.PROFILES, sign=1
+        )
         assert {k: (t.count, t.keys) for k, t in result.schema} == {k: (t.count, t.keys) for k, t in expected}
         assert ("email" in result.schema[0][1].keys) is (privacy is None)
 
@@ -225,7 +227,7 @@ def test_an_accumulator_holds_a_bounded_number_of_keys_and_stays_exact():
     # whatever the order and grouping of merges, and nothing is lost.
     rng = random.Random(3)
     parts = []
-    for p in range(50):
+    for _ in range(50):
         keys = {f"key-{rng.randrange(25_000):05d}": {"string": 1} for _ in range(600)}
         keys["common"] = {"string": 10, "integer": 1}
         parts.append(NameTypes(10, keys))
@@ -282,7 +284,9 @@ def test_read_previous_schema_refuses_in_one_line(tmp_path):
     cases = {
         "missing.json": (None, "no such file"),
         "text.json": (b"hello", "is not JSON (unexpected character"),
-        "summary.json": (b'{"tool": {"name": "cloud-import-prep"}}', 'is not a _SCHEMA.json of this tool: it has no "events"'),
+        "summary.json": (
+            b'{"tool": {"name": "cloud-import-prep"}}', 'is not a _SCHEMA.json of this tool: it has no "events"'
+        ),
     }
     cases["folder"] = (None, "cannot be read: ")
     (tmp_path / "folder").mkdir()
@@ -315,9 +319,11 @@ def test_complete_schema_adds_drift_and_the_check_only_when_asked():
 # --- the stage ------------------------------------------------------------------------------
 
 FILE_A = [  # rank 0
-    b'{"event": "Signup", "properties": {"distinct_id": "u1", "time": 1704067200, "$insert_id": "s1", "plan": "pro", "ref": "ad"}}',
+    b'{"event": "Signup", "properties": {"distinct_id": "u1", "time": 1704067200, "$insert_id": "s1", '
+    b'"plan": "pro", "ref": "ad"}}',
     b'{"event": "Signup", "properties": {"distinct_id": "u2", "time": 1704067300, "plan": 2, "seats": null}}',
-    b'{"event": "Buy", "properties": {"distinct_id": 42, "time": "2024-01-01T10:00:00Z", "$insert_id": "b1", "price": 9.5, "items": [1], "ok": true}}',
+    b'{"event": "Buy", "properties": {"distinct_id": 42, "time": "2024-01-01T10:00:00Z", "$insert_id": "b1", '
+    b'"price": 9.5, "items": [1], "ok": true}}',
     b'{"$distinct_id": "u1", "$set": {"plan": "pro", "age": 30}}',
     b"{broken",
 ]

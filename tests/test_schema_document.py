@@ -7,7 +7,6 @@ from transforms import schema as sc
 from transforms import schema_document as sd
 from transforms.schema import NameTypes
 
-
 # --- the document ---------------------------------------------------------------------------
 
 

@@ -9,7 +9,9 @@ T = 1_706_000_000  # 2024-01-23
 
 
 def ev(name, user, insert_id, **props) -> bytes:
-    return orjson.dumps({"event": name, "properties": {"distinct_id": user, "time": T, "$insert_id": insert_id, **props}})
+    return orjson.dumps(
+        {"event": name, "properties": {"distinct_id": user, "time": T, "$insert_id": insert_id, **props}}
+    )
 
 
 DAY1 = [

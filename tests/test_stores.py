@@ -54,7 +54,9 @@ def test_an_empty_object_is_read_without_a_request():
 
 def test_a_response_shorter_than_the_listed_size_means_the_object_changed():
     reader = ObjectReader("gs://b/k", len(DATA), FakeStore(short_by=1).fetch)
-    with pytest.raises(InputChanged, match=r"^the object changed since it was listed \(it ends before the 10240 bytes listed\)$"):
+    with pytest.raises(
+        InputChanged, match=r"^the object changed since it was listed \(it ends before the 10240 bytes listed\)$"
+    ):
         reader.read(100)
 
 
@@ -101,7 +103,8 @@ GCS = "gs://bkt/in/a.ndjson"
         (api.TooManyRequests("x"), ConnectionError, "Google Cloud Storage failed: 429 Too Many Requests"),
         (api.RetryError("Timeout of 120.0s exceeded", None), TimeoutError,
          "Google Cloud Storage did not answer in time (Timeout of 120.0s exceeded, last exception: None)"),
-        (requests.exceptions.ConnectionError("refused"), ConnectionError, "cannot reach Google Cloud Storage (refused)"),
+        (requests.exceptions.ConnectionError("refused"), ConnectionError,
+         "cannot reach Google Cloud Storage (refused)"),
         (requests.exceptions.ReadTimeout("slow"), ConnectionError, "cannot reach Google Cloud Storage (slow)"),
         (requests.exceptions.ChunkedEncodingError("cut"), ConnectionError, "cannot reach Google Cloud Storage (cut)"),
         (auth.TransportError("dns"), ConnectionError, "cannot reach Google Cloud Storage (dns)"),
@@ -136,7 +139,8 @@ S3 = "s3://bkt/in/a.ndjson"
          "the object changed since it was listed (ETag 1234 is no longer current)"),
         (_client_error("AccessDenied"), PermissionError,
          "permission denied (AccessDenied); the credentials in use need s3:GetObject on s3://bkt"),
-        (_client_error("SlowDown", "Reduce your request rate"), ConnectionError, "S3 failed: SlowDown: Reduce your request rate"),
+        (_client_error("SlowDown", "Reduce your request rate"), ConnectionError,
+         "S3 failed: SlowDown: Reduce your request rate"),
         (_client_error("InternalError"), ConnectionError, "S3 failed: InternalError: msg"),
         (_client_error("503"), ConnectionError, "S3 failed: 503: msg"),
         (_client_error("InvalidObjectState", "archived"), OSError, "InvalidObjectState: archived"),

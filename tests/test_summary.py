@@ -240,7 +240,11 @@ def test_collect_report_figures_exact():
             "reject_examples": p
             | "Rejects"
             >> beam.Create(
-                [("invalid_json", [example(1, 9)]), ("invalid_json", [example(0, 50)]), ("missing_time", [example(0, 7)])]
+                [
+                    ("invalid_json", [example(1, 9)]),
+                    ("invalid_json", [example(0, 50)]),
+                    ("missing_time", [example(0, 7)]),
+                ]
             ),
             # Batches in no particular order; the first five lines in upload order win.
             "duplicate_key_examples": p
@@ -524,7 +528,9 @@ def test_the_cli_fails_a_run_whose_report_cannot_be_rendered(tmp_path, monkeypat
         raise KeyError("a bug in the report")
 
     monkeypatch.setattr(summary_module, "render_report", broken)
-    write_input(tmp_path / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'])
+    write_input(
+        tmp_path / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}']
+    )
     out = tmp_path / "out"
     assert run_cli("--input", str(tmp_path / "in" / "*"), "--output", str(out),
                    "--reference-time", "2024-02-01T00:00:00Z") == 1

@@ -1,11 +1,10 @@
 """Tables for event times (transforms/times.py) against DESIGN.md §2: what a time may be, how it is written, its day."""
 
 import pytest
-from rule_lines import CONFIG, CONFIG_MS, REFERENCE, T, event, props, reason_of
 
+from rule_lines import CONFIG, CONFIG_MS, REFERENCE, T, event, props, reason_of
 from transforms.reasons import NORMALISED_TIME, Kind, Reason
 from transforms.rules import classify
-
 
 # ---------------------------------------------------------------- reading times
 

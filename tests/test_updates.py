@@ -1,11 +1,10 @@
 """Tables for profile and group updates (transforms/updates.py) against DESIGN.md §2 and §3."""
 
 import pytest
-from rule_lines import CONFIG, WIDE, T, dumps, group, has_duplicate_keys, key_of, nest, profile, reason_of
 
+from rule_lines import CONFIG, WIDE, T, dumps, group, has_duplicate_keys, key_of, nest, profile, reason_of
 from transforms.reasons import DUPLICATE_KEYS, NORMALISED_DISTINCT_ID, Fate, Kind, Reason
 from transforms.rules import classify
-
 
 # ---------------------------------------------------------------- profile updates
 

@@ -8,6 +8,7 @@ what it needs (ReadRawLines' opener factory).
 import os
 import time
 from pathlib import Path
+from typing import Protocol
 
 METRICS_NAMESPACE = "cloud_import_prep"
 # Test hook: "<stage>:<marker file>" makes the first worker that reaches
@@ -48,7 +49,13 @@ def pause_point(stage: str) -> None:
         time.sleep(60)
 
 
-def read_all(handle) -> bytes:  # type: ignore[no-untyped-def]
+class Readable(Protocol):
+    """A binary stream read with read(size): a file, a Beam handle, a store's reader, a DecompressedStream."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def read_all(handle: Readable) -> bytes:
     """Everything a handle holds: one read() of a compressed Beam handle stops at 16 MiB."""
     parts = []
     while chunk := handle.read(1 << 20):

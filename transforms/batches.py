@@ -100,7 +100,7 @@ def pick_latest(batches: Iterable[RecordBatch]) -> tuple[list[RecordBatch], list
     ordered = in_upload_order(batches)
     keys = [key for b in ordered for key in keys_of(b)]
     # dict() keeps the last position given for a key: the latest upload.
-    latest = dict(zip(keys, range(len(keys))))
+    latest = dict(zip(keys, range(len(keys)), strict=True))
     if len(latest) == len(keys):
         return ordered, []
     survives = bytearray(len(keys))
@@ -148,7 +148,13 @@ _BIG_ENDIAN = sys.byteorder == "big"
 _PACK_LEVEL = 1
 # zstandard's (de)compressor objects must not be shared by threads at once, and
 # a Beam worker runs bundles on several: one of each per thread.
-_codecs = threading.local()
+class _Codecs(threading.local):
+    # Set on a thread's first use (until then, reading one raises AttributeError).
+    compressor: zstandard.ZstdCompressor
+    decompressor: zstandard.ZstdDecompressor
+
+
+_codecs = _Codecs()
 
 
 def _compressor() -> zstandard.ZstdCompressor:

@@ -1,4 +1,7 @@
-"""Compressed input: the kind of a file by its first bytes and its name, and decompressed streams that must end where their format says (pure; no Beam)."""
+"""Compressed input: the kind of a file by its first bytes and its name, and decompressed streams (pure; no Beam).
+
+A decompressed stream must end where its format says.
+"""
 
 
 import bz2
@@ -6,9 +9,10 @@ import codecs
 import lzma
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO
 
 import zstandard
+
+from transforms import Readable
 
 # The kinds, spelled as Beam's CompressionTypes spells them, so that names
 # and values agree with what Beam users know.
@@ -67,9 +71,8 @@ def kind_by_magic(head: bytes) -> str | None:
         return GZIP
     # "BZh" alone could start a line of text: the block size digit and the
     # first block's magic make it certain.
-    if head[:3] == b"BZh" and head[3:4] in b"123456789" and len(head) >= 4:
-        if head[4:10] in _BZIP2_BLOCK_MAGICS:
-            return BZIP2
+    if head[:3] == b"BZh" and head[3:4] in b"123456789" and len(head) >= 4 and head[4:10] in _BZIP2_BLOCK_MAGICS:
+        return BZIP2
     if head.startswith(_XZ_MAGIC):
         return LZMA
     if head.startswith(_ZSTD_MAGIC):
@@ -239,7 +242,7 @@ class DecompressedStream:
       read_bytes: how much compressed data to read at a time.
     """
 
-    def __init__(self, raw: BinaryIO, kind: str, read_bytes: int = READ_BYTES) -> None:
+    def __init__(self, raw: Readable, kind: str, read_bytes: int = READ_BYTES) -> None:
         self._new_decoder = _decoder_factory(kind)
         self._raw = raw
         self._pads = kind in (GZIP, LZMA)

@@ -2,19 +2,19 @@
 
 
 from collections.abc import Iterator
-
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE
 from transforms.batches import RecordBatch, pick_latest
 from transforms.layout import superseded_route
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import count_lines
-from transforms.shard import GroupIntoShards, ShardKey
+from transforms.shard import GroupIntoShards, RouteBatch, ShardKey
 
 # Output tags, read by attribute.
 SURVIVORS = "survivors"
@@ -80,7 +80,8 @@ class DeduplicateEvents(beam.PTransform):
         self._single_shard = bool(single_shard)
         self._count_types = bool(count_types)
 
-    def expand(self, events):  # -> DoOutputsTuple (Beam rejects it as a hint)
+    @no_annotations  # Beam takes no DoOutputsTuple as a stage's output hint (it logs a warning)
+    def expand(self, events: beam.PCollection[RouteBatch]) -> pvalue.DoOutputsTuple:
         return (
             events
             | "GroupEventShards" >> GroupIntoShards(self._target_bytes, self._single_shard)

@@ -1,14 +1,17 @@
 """The ExcludeUsers stage: the events and profile updates of users on a deletion list removed."""
 
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE
+from transforms.batches import RecordBatch, pack, unpack
+from transforms.layout import EVENTS_PREFIX, PROFILES_ROUTE
 from transforms.privacy import (
     EXCLUDED_EVENTS,
     EXCLUDED_PROFILES,
@@ -20,12 +23,11 @@ from transforms.privacy import (
     split_digests,
     without,
 )
-from transforms.batches import RecordBatch, pack, unpack
-from transforms.layout import EVENTS_PREFIX, PROFILES_ROUTE
 from transforms.read import Batch, InputFile, OpenerFactory, ReadRawLines
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
 from transforms.schema import count_lines
+from transforms.shard import RouteBatch
 
 # Output tags, read by attribute.
 EVENTS = "events"
@@ -169,7 +171,8 @@ class ExcludeUsers(beam.PTransform):
         self._count_types = bool(count_types)
         self._open_objects = open_objects
 
-    def expand(self, records):  # dicts of PCollections (Beam takes annotations for type hints)
+    @no_annotations  # Beam takes no dict as a stage's input or output hint (it logs a warning)
+    def expand(self, records: Mapping[str, beam.PCollection[RouteBatch]]) -> dict[str, beam.PCollection[Any]]:
         # Events and profiles are probed apart: a Flatten of the two would make the
         # in-process runner hold every record once more before probing them.
         events = records["events"] | "ProbeEvents" >> beam.ParDo(_ProbeUsers(self._buckets)).with_outputs(

@@ -1,4 +1,4 @@
-"""The output layout (DESIGN.md §4): route folders, part-file names, the written order and where files are cut (pure; no Beam).
+"""The output layout (DESIGN.md §4): route folders, part-file names, written order, where files are cut (pure; no Beam).
 
 A route is an output folder: "events/day=YYYY-MM-DD", "superseded/day=…",
 "profiles", "groups" or "rejects". Its records are written in shards, each

@@ -1,4 +1,4 @@
-"""Mixpanel's limits and placeholder values, as DESIGN.md §2 states them, for the event and update rules (pure; no Beam)."""
+"""Mixpanel's limits and placeholder values (DESIGN.md §2), for the event and update rules (pure; no Beam)."""
 
 MAX_EVENT_NAME_CHARS = 255
 MAX_ID_CHARS = 255

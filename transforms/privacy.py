@@ -100,7 +100,7 @@ class HashKey:
         # The HMAC state after the key, copied for each message (a third faster than
         # hmac.digest, which keys afresh every time); made on first use, since the
         # workers get this object pickled and hashlib states do not pickle.
-        self._keyed: Any = None
+        self._keyed: hmac.HMAC | None = None
 
     def __repr__(self) -> str:
         return "HashKey(<redacted>)"
@@ -243,7 +243,7 @@ class Scrubber:
     def scrub(self, fate: Fate) -> Fate:
         """The Fate of an accepted record once dropped and hashed; blanks and rejects as they are."""
         kind = fate.kind
-        if kind == Kind.REJECT or kind == Kind.BLANK:
+        if kind in (Kind.REJECT, Kind.BLANK):
             return fate
         line = fate.line
         # find() rather than `in`: bytes.__contains__ first tries the needle as an int.
@@ -463,7 +463,7 @@ def probes(route: str, batch: RecordBatch, buckets: int) -> dict[int, Probe]:
 def listed_positions(listed: set[bytes], probe: Probe) -> list[int]:
     """The positions of a probe whose id is in the deletion list's `listed` digests."""
     positions, digests = probe
-    return [p for p, d in zip(positions, split_digests(digests)) if d in listed]
+    return [p for p, d in zip(positions, split_digests(digests), strict=True) if d in listed]
 
 
 def without(batch: RecordBatch, positions: set[int]) -> RecordBatch | None:

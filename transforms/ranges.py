@@ -2,14 +2,21 @@
 
 
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple, Protocol, cast
 
+from transforms import Readable
 from transforms.compression import UNCOMPRESSED
 
 BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 8 << 20  # chunked reads: remote handles have no fast readline
 UNBOUNDED = -1  # end of a range that runs to the end of the stream
 UNKNOWN_SIZE = -1
+
+
+class Seekable(Readable, Protocol):
+    """A Readable that can also be positioned: a file or a store's reader, not a decompressed stream."""
+
+    def seek(self, offset: int, /) -> int: ...
 
 
 class FileRange(NamedTuple):
@@ -90,7 +97,7 @@ def range_reading(file_range: FileRange, kind: str) -> Reading | None:
     return Reading(UNCOMPRESSED, file_range.start, file_range.end)
 
 
-def _chunks(handle: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
+def _chunks(handle: Readable, chunk_bytes: int) -> Iterator[bytes]:
     # Loop until b"": a single read() of a compressed Beam handle stops at 16 MiB.
     while True:
         chunk = handle.read(chunk_bytes)
@@ -128,7 +135,7 @@ def _cut(
 
 
 def iter_line_batches(
-    handle: BinaryIO,
+    handle: Readable,
     start: int,
     end: int,
     chunk_bytes: int = CHUNK_BYTES,
@@ -153,8 +160,9 @@ def iter_line_batches(
     chunks = _chunks(handle, chunk_bytes)
     if start > 0:
         # The line straddling `start` belongs to the previous range: skip to
-        # the first newline at or after the byte before `start`.
-        handle.seek(start - 1)
+        # the first newline at or after the byte before `start`. Only such a
+        # range seeks: a decompressed stream (no seek()) is read from its start.
+        cast(Seekable, handle).seek(start - 1)
         pos = start - 1
         for chunk in chunks:
             newline = chunk.find(b"\n")
@@ -183,10 +191,7 @@ def iter_line_batches(
                 # even when the range ends inside the BOM.
                 end = max(end, 4)
         tail = head
-    while True:
-        chunk = next(chunks, None)
-        if chunk is None:
-            break
+    for chunk in chunks:
         data = tail + chunk if tail else chunk
         offsets, lines, tail, pos, done = _cut(data, pos, end)
         if lines:

@@ -15,6 +15,7 @@ first use: a worker builds them once, not per range, and a local run none.
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import apache_beam as beam
@@ -22,6 +23,7 @@ from apache_beam import pvalue
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
 from transforms.compression import (
@@ -31,7 +33,7 @@ from transforms.compression import (
     DecompressedStream,
     content_kind,
 )
-from transforms.ranges import FileRange, iter_line_batches, plan_ranges, range_reading
+from transforms.ranges import FileRange, Seekable, iter_line_batches, plan_ranges, range_reading
 
 _LOG = logging.getLogger(__name__)
 
@@ -81,6 +83,16 @@ def is_object_store(url: str) -> bool:
     return url.startswith(("gs://", "s3://"))
 
 
+class ObjectHandle(Seekable, Protocol):
+    """What an Opener opens: read(size) and seek(offset), closed by `with` (pipeline/stores.py's ObjectReader)."""
+
+    def __enter__(self) -> "ObjectHandle": ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None, /
+    ) -> None: ...
+
+
 class Opener(Protocol):
     """Opens listed gs:// and s3:// objects at the version listed (pipeline/stores.py's ObjectOpener).
 
@@ -91,7 +103,7 @@ class Opener(Protocol):
     refuses the request.
     """
 
-    def open(self, url: str, size: int, version: str) -> BinaryIO: ...
+    def open(self, url: str, size: int, version: str) -> ObjectHandle: ...
 
 
 # Makes an Opener; called once per DoFn instance, on its first object. Must pickle.
@@ -163,7 +175,7 @@ class _RangeReader:
         self._open_objects = open_objects
         self._opener: Opener | None = None  # made on first use: no client for local runs
 
-    def _open_object(self, file_range: FileRange) -> BinaryIO:
+    def _open_object(self, file_range: FileRange) -> ObjectHandle:
         if self._opener is None:
             if self._open_objects is None:
                 raise ValueError(f"{file_range.path}: no opener of gs:// and s3:// objects given (open_objects)")
@@ -177,11 +189,12 @@ class _RangeReader:
           READ_ERRORS: the file cannot be read to the range's end, is gone, or
             is not the version listed.
         """
-        local = False
+        local: BinaryIO | None = None  # a local file, checked again once read
+        raw: ObjectHandle
         if is_object_store(file_range.path):
             raw = self._open_object(file_range)
         elif FileSystems.get_scheme(file_range.path) is None:
-            raw, local = _open_local(file_range), True
+            raw = local = _open_local(file_range)
         else:
             raw = FileSystems.open(file_range.path, compression_type=CompressionTypes.UNCOMPRESSED)
         with raw:
@@ -194,9 +207,9 @@ class _RangeReader:
                 yield from iter_line_batches(raw, reading.start, reading.end)
             else:
                 yield from iter_line_batches(DecompressedStream(raw, reading.kind), 0, reading.end)
-            if local:
+            if local is not None:
                 # Appended to or rewritten in place while being read?
-                _check_local(raw, file_range)
+                _check_local(local, file_range)
 
 
 class _ReadRange(beam.DoFn):
@@ -298,7 +311,8 @@ class ReadRawLines(beam.PTransform):
         self._skip_unreadable = bool(skip_unreadable)
         self._open_objects = open_objects
 
-    def expand(self, pbegin):  # PBegin -> PCollection[Batch], or DoOutputsTuple
+    @no_annotations  # Beam takes no union as a stage's output hint (it logs a warning)
+    def expand(self, pbegin: pvalue.PBegin) -> beam.PCollection[Batch] | pvalue.DoOutputsTuple:
         ranges = [
             file_range
             for f in self._files

@@ -156,7 +156,7 @@ def classify_batch(
     examples: dict[str, list[Example]] = {}
     repeated_keys: list[Example] = []
     types = TypeTally() if count_types else None
-    for offset, raw in zip(offsets, lines):
+    for offset, raw in zip(offsets, lines, strict=True):
         fate = classify_line(raw, config)
         kind = fate.kind
         if kind == Kind.EVENT:
@@ -177,7 +177,7 @@ def classify_batch(
             shown = examples.setdefault(reason, [])
             if len(shown) < EXAMPLES_PER_REASON:
                 shown.append((rank, offset, example_of(path, offset, raw)))
-        elif kind == Kind.PROFILE or kind == Kind.GROUP:
+        elif kind in (Kind.PROFILE, Kind.GROUP):
             columns, prefix = (
                 (profiles, PROFILE_OPERATION_PREFIX)
                 if kind == Kind.PROFILE

@@ -274,7 +274,7 @@ def _classify_event(line: bytes, record: dict[str, Any], config: RuleConfig) -> 
             f"the normalised record is {size} bytes; it must be under {MAX_RECORD_BYTES + 1}",
         )
     if len(record) > 2:
-        extra = next(k for k in record if k != "event" and k != "properties")
+        extra = next(k for k in record if k not in ("event", "properties"))
         return reject(
             Reason.UNEXPECTED_FIELD,
             f"unexpected top-level key {field_name(extra)}; an event has only event and properties",

@@ -24,7 +24,7 @@ the MAX_EVENT_NAMES names written most often.
 
 from collections import _count_elements  # type: ignore[attr-defined]  # C-speed counting
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -91,6 +91,10 @@ class NameTypes:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, NameTypes) and self.__getstate__() == other.__getstate__()
 
+    # Equal by value and mutable, so unhashable: what defining __eq__ alone implies, said here
+    # (typeshed's own idiom for list and dict, whose ignore mypy needs: object's __hash__ is a method).
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"NameTypes{self.__getstate__()!r}"
 
@@ -130,10 +134,10 @@ class TypeTally:
         entry[0] += 1
         pairs = entry[1]
         size = len(pairs)
-        _count_elements(pairs, zip(properties, map(type, properties.values())))
+        _count_elements(pairs, zip(properties, map(type, properties.values()), strict=True))
         if len(pairs) != size:
             first = entry[2]
-            for pair in zip(properties, map(type, properties.values())):
+            for pair in zip(properties, map(type, properties.values()), strict=True):
                 if pair not in first:
                     first[pair] = offset
 
@@ -158,7 +162,7 @@ class TypeTally:
         """
         out = []
         for name, (count, pairs, first) in self._entries.items():
-            schema_key = (name[0], "") if type(name) is tuple else (EVENTS, name)
+            schema_key = (name[0], "") if isinstance(name, tuple) else (EVENTS, name)
             keys: dict[str, dict[str, int]] = {}
             for (key, kind), n in pairs.items():
                 keys.setdefault(key, {})[TYPE_NAMES[kind]] = sign * n

@@ -1,4 +1,4 @@
-"""_SCHEMA.json itself: the document laid out from finished type counts, and its drift from an earlier run's (pure; no Beam)."""
+"""_SCHEMA.json itself: the document from finished type counts, and its drift from an earlier run's (pure; no Beam)."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,7 +18,6 @@ from transforms.schema import (
     add_types,
     is_conflict,
 )
-
 
 # --- the document ---------------------------------------------------------------------------
 
@@ -67,8 +66,8 @@ def schema_document(
         if found:
             conflicts[name] = found
     document: dict[str, Any] = {"events": doc_events, "conflicts": conflicts}
-    for section, types in ((PROFILES, profiles), (GROUPS, groups)):
-        types = types or NameTypes()
+    for section, counted in ((PROFILES, profiles), (GROUPS, groups)):
+        types = counted or NameTypes()
         document[section] = {
             "count": types.count,
             "properties": _properties(types, True),

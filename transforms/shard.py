@@ -16,6 +16,8 @@ from transforms.batches import (
 
 RouteBatch = tuple[str, RecordBatch]
 ShardKey = tuple[str, int]
+# One shard of a route, every record of it, in batches: what GroupIntoShards gives.
+Shard = tuple[ShardKey, list[RecordBatch]]
 
 
 # A batch packed where it is made, with the uncompressed size of its lines.
@@ -49,9 +51,7 @@ def _key_by_single_shard(element: RouteBatch) -> tuple[ShardKey, PackedBatch]:
     return (route, 0), pack(batch)
 
 
-def _unpack_all(
-    element: tuple[ShardKey, Iterable[PackedBatch]],
-) -> tuple[ShardKey, list[RecordBatch]]:
+def _unpack_all(element: tuple[ShardKey, Iterable[PackedBatch]]) -> Shard:
     key, packed = element
     return key, [unpack(p) for p in packed]
 
@@ -82,7 +82,7 @@ class GroupIntoShards(beam.PTransform):
         self._target_bytes = target_bytes
         self._single_shard = bool(single_shard)
 
-    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+    def expand(self, batches: beam.PCollection[RouteBatch]) -> beam.PCollection[Shard]:
         if self._single_shard:
             keyed = batches | "KeyBySingleShard" >> beam.Map(_key_by_single_shard)
             return keyed | "GroupShards" >> beam.GroupByKey() | "UnpackShards" >> beam.Map(_unpack_all)

@@ -1,4 +1,4 @@
-"""The rules of profile and group updates (DESIGN.md §2): one operation, checked and written as given (pure; no Beam)."""
+"""The rules of profile and group updates (DESIGN.md §2): one operation checked and written as given (pure; no Beam)."""
 
 import hashlib
 from typing import Any

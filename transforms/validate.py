@@ -2,12 +2,12 @@
 
 
 from collections.abc import Iterator
-
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE
 from transforms.layout import GROUPS_ROUTE, PROFILES_ROUTE, REJECTS_ROUTE
@@ -50,8 +50,7 @@ class _ClassifyBatches(beam.DoFn):
         result = classify_batch(
             rank, path, offsets, lines, self._config, self._privacy, count_types=self._count_types
         )
-        for route, records in result.events.items():
-            yield route, records
+        yield from result.events.items()
         if result.profiles is not None:
             yield pvalue.TaggedOutput(PROFILES, (PROFILES_ROUTE, result.profiles))
         if result.groups is not None:
@@ -106,7 +105,8 @@ class ValidateAndSplit(beam.PTransform):
         self._privacy = privacy
         self._count_types = bool(count_types)
 
-    def expand(self, batches):  # -> DoOutputsTuple (Beam rejects it as a hint)
+    @no_annotations  # Beam takes no DoOutputsTuple as a stage's output hint (it logs a warning)
+    def expand(self, batches: beam.PCollection[Batch]) -> pvalue.DoOutputsTuple:
         classify = _ClassifyBatches(self._config, self._privacy, self._count_types)
         return batches | "ClassifyLines" >> beam.ParDo(classify).with_outputs(
             PROFILES,

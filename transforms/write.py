@@ -3,18 +3,19 @@
 
 import gzip
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
 from transforms.batches import RecordBatch
 from transforms.layout import check_route, order_for_writing, part_name, split_into_files
-from transforms.shard import ShardKey
+from transforms.shard import Shard, ShardKey
 
 _LOG = logging.getLogger(__name__)
 COMPRESSIONS = ("gzip", "none")
@@ -34,7 +35,7 @@ class WrittenFile(NamedTuple):
 
 class _TempFile(NamedTuple):
     shard: int
-    index: int
+    number: int  # of the file in its shard (a field named index would hide tuple.index)
     temp_path: str
     lines: int
     bytes: int
@@ -53,7 +54,11 @@ def write_lines(path: str, lines: list[bytes], compressed: bool) -> int:
     """
     size = 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        sink = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") if compressed else raw
+        sink = (
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="")
+            if compressed
+            else raw
+        )
         # Lines per write, from the first lines' average length.
         sample = lines[:100]
         average = max(1, sum(map(len, sample)) // max(1, len(sample)))
@@ -83,7 +88,7 @@ def move_files(sources: list[str], destinations: list[str]) -> None:
     """Renames files, one at a time; a retried call that finds a move already done accepts it."""
     for folder in sorted({FileSystems.split(d)[0] for d in destinations}):
         _ensure_folder(folder)
-    for source, destination in zip(sources, destinations):
+    for source, destination in zip(sources, destinations, strict=True):
         try:
             FileSystems.rename([source], [destination])
         except BeamIOError as err:
@@ -133,7 +138,7 @@ class _NameFiles(beam.DoFn):
             f"{route}/{part_name(i, len(ordered), self._compressed)}" for i in range(len(ordered))
         ]
         move_files([t.temp_path for t in ordered], [FileSystems.join(self._output, n) for n in names])
-        for name, temp in zip(names, ordered):
+        for name, temp in zip(names, ordered, strict=True):
             yield WrittenFile(route, name, temp.lines, temp.bytes)
 
 
@@ -173,15 +178,17 @@ class WritePartitions(beam.PTransform):
         self._compressed = compression == "gzip"
         self._max_file_bytes = max_file_bytes
 
-    def expand(self, shards):  # dict of name -> PCollection, or one PCollection
+    @no_annotations  # Beam takes no dict as a stage's input hint (it logs a warning)
+    def expand(
+        self, shards: beam.PCollection[Shard] | Mapping[str, beam.PCollection[Shard]]
+    ) -> beam.PCollection[WrittenFile]:
         # Each collection is written where it is produced: flattening the
         # data first would make the runner store all of it once more.
-        if isinstance(shards, beam.PCollection):
-            shards = {"": shards}
+        named = {"": shards} if isinstance(shards, beam.PCollection) else shards
         writer = _WriteShard(self._temp_dir, self._compressed, self._max_file_bytes)
         written = [
             collection | f"Write{name}TempFiles" >> beam.ParDo(writer)
-            for name, collection in shards.items()
+            for name, collection in named.items()
         ]
         return (
             written
