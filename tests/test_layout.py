@@ -136,8 +136,7 @@ def check_split(lines, keys, max_bytes, files):
     assert all(files), "no empty files"
     # Keys of each file, by the positions of its lines.
     bounds = list(itertools.accumulate(len(f) for f in files))
-    starts = [0] + bounds[:-1]
-    file_keys = [keys[s:e] if keys is not None else None for s, e in zip(starts, bounds, strict=True)]
+    file_keys = [keys[s:e] if keys is not None else None for s, e in itertools.pairwise([0, *bounds])]
     for f, fk in zip(files, file_keys, strict=True):
         if written_size(f) > max_bytes:
             if keys is None:
