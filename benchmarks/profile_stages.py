@@ -48,6 +48,7 @@ RULES = "classify: rules (Python)"
 SERIALISE = "classify: serialise (orjson.dumps)"
 HASHING = "classify: hashing (BLAKE2b)"
 BOOKKEEPING = "classify_batch / loop bookkeeping, reject lines"
+SCHEMA = "schema: counting types for _SCHEMA.json"
 PACKING = "shard, pack/unpack across the shuffle"
 CODERS = "coders & pickling"
 RUNNER = "runner: bundles, buffers, shuffle, DoFn calls"
@@ -56,7 +57,7 @@ WRITE = "write: order, cut, gzip level 6"
 SUMMARY = "summary & report"
 OTHER = "other"
 WAITING = "waiting (a thread blocked: wall time, not CPU; not in the total)"
-STAGES = (STARTUP, READ, LOADS, RULES, SERIALISE, HASHING, BOOKKEEPING, PACKING, CODERS, RUNNER,
+STAGES = (STARTUP, READ, LOADS, RULES, SERIALISE, HASHING, BOOKKEEPING, SCHEMA, PACKING, CODERS, RUNNER,
           DEDUPE, WRITE, SUMMARY, OTHER, WAITING)
 
 # Functions of transforms/batches.py, which serve several stages (the rest of it is packing).
@@ -104,6 +105,8 @@ def frame_stage(function: str, path: str, line: int | None) -> str | None:
         return _call_site(linecache.getline(_source(path), line))
     if path.endswith("transforms/records.py"):
         return BOOKKEEPING
+    if path.endswith(("transforms/schema.py", "pipeline/schema.py", "transforms/schema_document.py")):
+        return SCHEMA
     if path.endswith("transforms/batches.py"):
         return _BATCHES.get(name, PACKING)
     if path.endswith("transforms/layout.py"):
@@ -290,7 +293,7 @@ def run_cprofile(argv: Sequence[str], plain: bool, dump: str | None) -> Counter[
 
 
 PER_LINE_WORK = (
-    "none", "loads", "plain-classify", "pipeline-classify", "classify-batch",
+    "none", "loads", "plain-classify", "pipeline-classify", "classify-batch", "classify-batch-schema",
     "pack-pipeline", "pack-zlib1", "pack-zstd1", "pack-none",
 )
 
@@ -377,6 +380,9 @@ def per_line_work(
         "plain-classify": lambda: each(lambda line: plain(line, reference)),
         "pipeline-classify": lambda: each(lambda line: classify(line, config)),
         "classify-batch": lambda: each_batch(lambda b: classify_batch(0, "x", list(range(len(b))), b, config)),
+        "classify-batch-schema": lambda: each_batch(
+            lambda b: classify_batch(0, "x", list(range(len(b))), b, config, count_types=True)
+        ),
         "pack-pipeline": each_packed,
         "pack-zlib1": lambda: each_piece(lambda b: zlib.compress(b, 1), zlib.decompress),
         "pack-zstd1": lambda: each_piece(zstd_in.compress, zstd_out.decompress),
