@@ -84,7 +84,7 @@ def _call_site(text: str) -> str:
     """The stage of a classifier's line, by the builtin it calls."""
     if "loads(" in text:
         return LOADS
-    if "blake2b(" in text or "hexdigest" in text:
+    if "blake2b(" in text or "digest" in text or "_KEY_HASH" in text:
         return HASHING
     if "dumps(" in text or "serialise(" in text or "join((out" in text:
         return SERIALISE

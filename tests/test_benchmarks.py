@@ -335,7 +335,7 @@ def test_profile_stages_groups_sampled_stacks(tmp_path):
     rules = REPO / "transforms" / "rules.py"
     cases = {
         ps.LOADS: [("classify", "transforms/rules.py", _line_of(rules, "= _loads(line)"))],
-        ps.HASHING: [("_classify_event", "transforms/rules.py", _line_of(rules, "_blake2b(canonical"))],
+        ps.HASHING: [("_classify_event", "transforms/rules.py", _line_of(rules, "digest.update(canonical)"))],
         ps.SERIALISE: [("serialise", "transforms/jsontext.py", 1)],
         ps.RULES: [("_classify_event", "transforms/rules.py", _line_of(rules, "def _classify_event"))],
         ps.BOOKKEEPING: [("classify_batch", "transforms/records.py", 1)],

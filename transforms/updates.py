@@ -32,7 +32,7 @@ _new_fate = tuple.__new__
 _dumps = orjson.dumps
 _join = b"".join
 _NOTHING = b""
-_blake2b = hashlib.blake2b
+_KEY_HASH = hashlib.blake2b(digest_size=16)  # copied per key: see rules._KEY_HASH
 _MISSING = object()
 
 
@@ -127,7 +127,9 @@ def classify_update(line: bytes, record: dict[str, Any], kind: Kind) -> Fate:
 
 def identity_key(parts: list[str]) -> bytes:
     """A profile's ([$distinct_id]) or group's ([$group_key, $group_id]) identity as a 16-byte digest."""
-    return _blake2b(_dumps(parts), digest_size=16).digest()
+    digest = _KEY_HASH.copy()
+    digest.update(_dumps(parts))
+    return digest.digest()
 
 
 def _operation_problem(operation: str, value: object) -> str:
