@@ -290,18 +290,22 @@ def test_bench_prints_both_yardsticks_ratios_and_targets(small_corpus):
 
 def test_bench_scaling_compares_3m_with_1m(small_corpus, capsys):
     """--scaling prints each size's medians and each pipeline mode's 3M/1M throughput."""
-    def result(lines: int, walls: dict[str, float]) -> bench.SizeResult:
-        runs = [bench.Run(1, name, measure.Usage(wall, wall, 10**8, 0), 0.0) for name, wall in walls.items()]
+    def result(lines: int, times: dict[str, tuple[float, float]]) -> bench.SizeResult:
+        runs = [bench.Run(1, name, measure.Usage(wall, cpu, 10**8, 0), 0.0) for name, (wall, cpu) in times.items()]
         return bench.SizeResult(small_corpus._replace(lines=lines), runs, True)
 
     bench.print_scaling([
-        result(1_000_000, {"plain-loop": 30.0, "pipeline": 40.0, "pipeline-mp2": 30.0}),
-        result(3_000_000, {"plain-loop": 90.0, "pipeline": 150.0, "pipeline-mp2": 90.0}),
+        result(1_000_000, {"plain-loop": (30.0, 30.0), "pipeline": (40.0, 40.0), "pipeline-mp2": (30.0, 45.0)}),
+        result(3_000_000, {"plain-loop": (90.0, 90.0), "pipeline": (150.0, 120.0), "pipeline-mp2": (90.0, 150.0)}),
     ])
     printed = capsys.readouterr().out
-    assert "pipeline throughput at 3M / at 1M lines: 0.80 (target >= 0.85) (MISSED)" in printed
-    assert "pipeline-mp2 throughput at 3M / at 1M lines: 1.00 (target >= 0.85) (met)" in printed
-    assert "plain-loop throughput at 3M / at 1M lines: 1.00\n" in printed
+    assert (
+        "pipeline throughput at 3M / at 1M lines: 0.80 (target >= 0.85) (MISSED); lines per CPU second: 1.00\n"
+    ) in printed
+    assert (
+        "pipeline-mp2 throughput at 3M / at 1M lines: 1.00 (target >= 0.85) (met); lines per CPU second: 0.90\n"
+    ) in printed
+    assert "plain-loop throughput at 3M / at 1M lines: 1.00; lines per CPU second: 1.00\n" in printed
 
 
 def test_bench_sees_a_changed_byte(outputs, tmp_path):
