@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.options.pipeline_options import TestOptions as BeamTestOptions
 from apache_beam.runners.runner import create_runner
 
-from e2e import run_cli
+from e2e import run_cli, write_input
 from offline import block_network
 from pipeline.options import UsageError
 from pipeline.plan import make_options
@@ -239,3 +239,33 @@ def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(mon
     assert asked == []
     beam.Pipeline(options=options)
     assert asked == ["gs://dataflow-bucket/tmp"]
+
+
+@pytest.mark.parametrize(
+    "hint, found",
+    [
+        pytest.param("min_ram=lots", "Resource hint min_ram has invalid value lots", id="invalid_value"),
+        pytest.param("gpus=1", "Unknown resource hint: gpus", id="unknown_hint"),
+    ],
+)
+def test_resource_hints_beam_cannot_parse_are_usage_errors(hint, found):
+    # Pipeline() parses them only after it made its local temp dir, and raises a ValueError.
+    assert refusal([*VALID, "--resource_hints", hint]) == "Beam refuses these options for FnApiRunner: " + found
+
+
+def test_the_cli_refuses_resource_hints_before_beam_makes_a_temp_dir(tmp_path, capsys, beam_temp_dirs):
+    write_input(tmp_path / "raw" / "a.ndjson", [b'{"event": "A", "properties": {"distinct_id": "u", "time": 1}}'])
+    out = tmp_path / "out"
+    hints = ["--resource_hints", "min_ram=lots"]
+    assert run_cli("--input", str(tmp_path / "raw" / "*"), "--output", str(out), *hints) == 2
+    assert capsys.readouterr().err == (
+        "cloud-import-prep: error: Beam refuses these options for FnApiRunner: "
+        "Resource hint min_ram has invalid value lots\n"
+    )
+    assert beam_temp_dirs() == []
+    assert not out.exists()
+
+
+def test_valid_resource_hints_pass_beams_checks():
+    options = make_options([*VALID, "--resource_hints", "min_ram=1GB"], TODAY)
+    assert options.view_as(StandardOptions).resource_hints == ["min_ram=1GB"]
