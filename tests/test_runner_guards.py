@@ -11,7 +11,6 @@ what Beam's own option checks for the runner find.
 
 from datetime import date
 
-import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.options.pipeline_options import TestOptions as BeamTestOptions
@@ -222,7 +221,7 @@ def test_dataflow_options_pass_beams_checks():
     assert options.view_as(GoogleCloudOptions).staging_location is None
 
 
-def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(monkeypatch):
+def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(monkeypatch, unrun_pipeline):
     """Pipeline() runs Beam's checks again; the early ones skip their one request that
     refuses nothing (is a bucket's soft-delete policy on: a warning), so it is made once."""
     from apache_beam.io.gcp import gcsio  # noqa: PLC0415
@@ -237,7 +236,7 @@ def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(mon
     monkeypatch.setattr(gcsio, "GcsIO", Recording)
     options = make_options([*GCS, *DATAFLOW, *IMAGE], TODAY)
     assert asked == []
-    beam.Pipeline(options=options)
+    unrun_pipeline(options=options)
     assert asked == ["gs://dataflow-bucket/tmp"]
 
 
