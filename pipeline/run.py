@@ -2,6 +2,7 @@
 
 
 import logging
+import shutil
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -130,7 +131,15 @@ def launch(plan: LaunchPlan) -> beam.runners.runner.PipelineResult:
     the caller ends the lock: see pipeline.lock.held_locks().
     """
     pipeline = beam.Pipeline(options=plan.options)
-    build(pipeline, plan)
+    try:
+        build(pipeline, plan)
+    except BaseException:
+        # Pipeline() made a local temp dir that only Pipeline.run() removes. A
+        # graph refused while it is wired (Beam's type checks, with
+        # --type_check_strictness=ALL_REQUIRED) never runs: each such launch
+        # would leave its directory behind.
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
+        raise
     if not _submits(plan.options):
         return pipeline.run()
     try:

@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 from apache_beam.runners.runner import PipelineRunner, create_runner
 from apache_beam.transforms.environments import PythonLoopbackEnvironment
+from apache_beam.transforms.resources import resource_hints_from_options
 
 from pipeline.options import DEFAULT_LOCAL_RUNNER, PrepOptions, UsageError
 
@@ -82,11 +83,18 @@ def check_beam_options(options: PipelineOptions, runner: PipelineRunner) -> None
 
     Raises:
       UsageError: with Beam's findings (a missing --project, an invalid
-        --job_name, num_workers above max_num_workers, ...), on one line.
+        --job_name, num_workers above max_num_workers, a --resource_hints
+        value it cannot parse, ...), on one line.
     """
     checked = copy.deepcopy(options)
     checked.view_as(TestOptions).dry_run = True
     errors = PipelineOptionsValidator(checked, runner).validate()
+    # Pipeline() parses --resource_hints only after it made its local temp dir,
+    # which a hint it refuses then leaves behind (with a traceback): parsed here first.
+    try:
+        resource_hints_from_options(checked)
+    except ValueError as err:
+        errors.append(str(err))
     if errors:
         found = "; ".join(" ".join(str(e).split()).rstrip(".") for e in errors)
         raise UsageError(f"Beam refuses these options for {type(runner).__name__}: {found}")

@@ -409,6 +409,12 @@ def _s3_client(options: PipelineOptions) -> Any:
     return boto3_client.Client(options=options).client
 
 
+def _s3_error(err: Any) -> tuple[str, str]:
+    """The code and message of a botocore ClientError; the error's own text when S3 sent no message."""
+    error = err.response.get("Error", {})
+    return str(error.get("Code", "")), error.get("Message") or str(err)
+
+
 def _s3_call(url: str, action: str, call: Any) -> Any:
     from botocore import exceptions as boto  # noqa: PLC0415
 
@@ -420,9 +426,7 @@ def _s3_call(url: str, action: str, call: Any) -> Any:
     except boto.PartialCredentialsError as err:
         raise StoreError(f"incomplete AWS credentials ({err}): {_AWS_CREDENTIALS_HELP}") from err
     except boto.ClientError as err:
-        error = err.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = error.get("Message") or str(err)
+        code, message = _s3_error(err)
         if code in ("NoSuchBucket", "404") and action != "delete":
             raise StoreError(f"bucket {bucket} does not exist") from err
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
@@ -474,9 +478,7 @@ def _s3_read(url: str, version: str, call: Callable[[], Any]) -> Any:
     try:
         return call()
     except boto.ClientError as err:
-        error = err.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        message = error.get("Message") or str(err)
+        code, message = _s3_error(err)
         if code in ("NoSuchKey", "404", "NotFound"):
             raise InputVanished(f"the object vanished since it was listed ({code})") from err
         if code in ("PreconditionFailed", "412", "InvalidRange", "416"):

@@ -1,5 +1,8 @@
 """Shared fixtures of the test suite."""
 
+import shutil
+import tempfile
+
 import pytest
 
 from transforms.rules import RuleConfig
@@ -19,6 +22,37 @@ def small_read_ranges(monkeypatch):
     """Lets --range-bytes go below its 1 MiB floor in this process, so that small test
     files are still read in many ranges (run_cli_process(small_read_ranges=True) in a child)."""
     monkeypatch.setattr("pipeline.options.MIN_RANGE_BYTES", 1)
+
+
+@pytest.fixture
+def unrun_pipeline():
+    """Makes beam.Pipeline(...) for a test that wires a graph and never runs it.
+
+    Pipeline() makes a local temp dir (beam-pipeline-temp*) that only
+    Pipeline.run() removes: those of the pipelines made here are removed at
+    the test's end, instead of piling up in the system's temp dir.
+    """
+    import apache_beam as beam  # noqa: PLC0415 (the pure tests never load Beam)
+
+    made = []
+
+    def make(*args, **kwargs):
+        made.append(beam.Pipeline(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for pipeline in made:
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
+
+
+@pytest.fixture
+def beam_temp_dirs(tmp_path, monkeypatch):
+    """Points this process's temp dir (tempfile.tempdir) at a new one of the test's own, and
+    returns a function that lists the Beam pipeline temp dirs (beam-pipeline-temp*) in it."""
+    private = tmp_path / "tempdir"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    return lambda: sorted(p.name for p in private.glob("beam-pipeline-temp*"))
 
 
 def pytest_configure(config):

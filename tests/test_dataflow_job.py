@@ -190,7 +190,7 @@ def test_the_dataflow_job_has_stable_step_names_and_every_pickled_function_loads
     assert {".".join(name.split(".")[:2]) for name in ours} >= STAGE_MODULES
 
 
-def test_a_function_the_workers_cannot_import_fails_the_load(tmp_path, monkeypatch):
+def test_a_function_the_workers_cannot_import_fails_the_load(tmp_path, monkeypatch, unrun_pipeline):
     """The load above can fail: a DoFn from a module only this process has is named."""
     import apache_beam as beam  # noqa: PLC0415
 
@@ -200,7 +200,7 @@ def test_a_function_the_workers_cannot_import_fails_the_load(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(modules))
     import only_in_the_test_process  # noqa: PLC0415
 
-    pipeline = beam.Pipeline()
+    pipeline = unrun_pipeline()
     _ = pipeline | beam.Create(["a"]) | "Shout" >> beam.Map(only_in_the_test_process.shout)
     status, loaded, _ = _loaded_payloads(pipeline.to_runner_api().SerializeToString(), tmp_path)
     assert status == 1

@@ -2,7 +2,6 @@
 
 from datetime import datetime, timezone
 
-import apache_beam as beam
 import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pipeline import PipelineVisitor
@@ -89,12 +88,12 @@ class _Labels(PipelineVisitor):
         self.labels.append(node.full_label)
 
 
-def test_build_only_wires_stages_it_reads_and_writes_nothing(tmp_path, plans, monkeypatch):
+def test_build_only_wires_stages_it_reads_and_writes_nothing(tmp_path, plans, monkeypatch, unrun_pipeline):
     write_input(tmp_path / "in" / "a.ndjson", [LINE])
     plan = _plan(plans, ["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out")],
                  collect_schema=False)
     (tmp_path / "in" / "a.ndjson").unlink()  # listed once, at launch: the graph does not look again
-    pipeline = beam.Pipeline(options=plan.options)
+    pipeline = unrun_pipeline(options=plan.options)
 
     def no_io(*args, **kwargs):
         raise AssertionError("build() reached for storage")

@@ -50,11 +50,15 @@ class Site:
         return ["--input", self.input, "--output", output, "--reference-time", REF, *self.args, *extra]
 
     def start(
-        self, output: str, *extra: str, pause_at: str | None = None, marker: Path | None = None
+        self, output: str, *extra: str, pause_at: str | None = None, marker: Path | None = None,
+        tempdir: Path | None = None,
     ) -> subprocess.Popen:
         env = dict(self.env)
         if pause_at is not None:
             env[PAUSE_ENV] = f"{pause_at}:{marker}"
+        if tempdir is not None:
+            tempdir.mkdir(exist_ok=True)
+            env["TMPDIR"] = str(tempdir)
         return start_cli_process(*self.command(output, *extra), env=env)
 
     def run(self, output: str, *extra: str) -> tuple[int, str]:
@@ -187,10 +191,16 @@ def wait_for_pause(child: subprocess.Popen, marker: Path) -> None:
         time.sleep(0.05)
 
 
-def kill(child: subprocess.Popen) -> None:
+def kill(child: subprocess.Popen, tempdir: Path) -> None:
+    """SIGKILLs a child started with a temp dir of its own (Site.start), and removes that.
+
+    A killed run cannot clean up after itself: Beam's local temp dir
+    (beam-pipeline-temp*, which Pipeline.run() removes on its way out) stays.
+    """
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL
+    shutil.rmtree(tempdir)
 
 
 def lock_of(files: dict[str, bytes]) -> dict:
@@ -232,7 +242,7 @@ def one_error_line(err: str) -> str:
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_run_killed_at_any_stage_is_redone_by_the_retry(site, stage, tmp_path):
     output = site.new_output()
-    child = site.start(output, pause_at=stage, marker=tmp_path / "paused")
+    child = site.start(output, pause_at=stage, marker=tmp_path / "paused", tempdir=tmp_path / "tempdir")
     wait_for_pause(child, tmp_path / "paused")
     assert_not_finished(site.read(output))
     run_id = lock_of(site.read(output))["run_id"]
@@ -244,7 +254,7 @@ def test_a_run_killed_at_any_stage_is_redone_by_the_retry(site, stage, tmp_path)
         assert status == 2
         assert f"is in use by run {run_id}" in one_error_line(err)
         assert site.read(output) == before
-    kill(child)
+    kill(child, tmp_path / "tempdir")
 
     left = site.read(output)
     assert_not_finished(left)
@@ -268,10 +278,11 @@ def test_a_killed_overwrite_of_a_finished_run_never_leaves_a_summary_claiming_a_
     output = site.new_output()
     status, err = site.run(output)
     assert status == 0, err
-    child = site.start(output, "--overwrite", pause_at=stage, marker=tmp_path / "paused")
+    child = site.start(output, "--overwrite", pause_at=stage, marker=tmp_path / "paused",
+                       tempdir=tmp_path / "tempdir")
     wait_for_pause(child, tmp_path / "paused")
     assert_not_finished(site.read(output))
-    kill(child)
+    kill(child, tmp_path / "tempdir")
     assert_not_finished(site.read(output))
 
     status, err = site.run(output, "--overwrite")

@@ -11,13 +11,12 @@ what Beam's own option checks for the runner find.
 
 from datetime import date
 
-import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.options.pipeline_options import TestOptions as BeamTestOptions
 from apache_beam.runners.runner import create_runner
 
-from e2e import run_cli
+from e2e import run_cli, write_input
 from offline import block_network
 from pipeline.options import UsageError
 from pipeline.plan import make_options
@@ -222,7 +221,7 @@ def test_dataflow_options_pass_beams_checks():
     assert options.view_as(GoogleCloudOptions).staging_location is None
 
 
-def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(monkeypatch):
+def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(monkeypatch, unrun_pipeline):
     """Pipeline() runs Beam's checks again; the early ones skip their one request that
     refuses nothing (is a bucket's soft-delete policy on: a warning), so it is made once."""
     from apache_beam.io.gcp import gcsio  # noqa: PLC0415
@@ -237,5 +236,35 @@ def test_beams_own_checks_ask_cloud_storage_nothing_that_pipeline_asks_again(mon
     monkeypatch.setattr(gcsio, "GcsIO", Recording)
     options = make_options([*GCS, *DATAFLOW, *IMAGE], TODAY)
     assert asked == []
-    beam.Pipeline(options=options)
+    unrun_pipeline(options=options)
     assert asked == ["gs://dataflow-bucket/tmp"]
+
+
+@pytest.mark.parametrize(
+    "hint, found",
+    [
+        pytest.param("min_ram=lots", "Resource hint min_ram has invalid value lots", id="invalid_value"),
+        pytest.param("gpus=1", "Unknown resource hint: gpus", id="unknown_hint"),
+    ],
+)
+def test_resource_hints_beam_cannot_parse_are_usage_errors(hint, found):
+    # Pipeline() parses them only after it made its local temp dir, and raises a ValueError.
+    assert refusal([*VALID, "--resource_hints", hint]) == "Beam refuses these options for FnApiRunner: " + found
+
+
+def test_the_cli_refuses_resource_hints_before_beam_makes_a_temp_dir(tmp_path, capsys, beam_temp_dirs):
+    write_input(tmp_path / "raw" / "a.ndjson", [b'{"event": "A", "properties": {"distinct_id": "u", "time": 1}}'])
+    out = tmp_path / "out"
+    hints = ["--resource_hints", "min_ram=lots"]
+    assert run_cli("--input", str(tmp_path / "raw" / "*"), "--output", str(out), *hints) == 2
+    assert capsys.readouterr().err == (
+        "cloud-import-prep: error: Beam refuses these options for FnApiRunner: "
+        "Resource hint min_ram has invalid value lots\n"
+    )
+    assert beam_temp_dirs() == []
+    assert not out.exists()
+
+
+def test_valid_resource_hints_pass_beams_checks():
+    options = make_options([*VALID, "--resource_hints", "min_ram=1GB"], TODAY)
+    assert options.view_as(StandardOptions).resource_hints == ["min_ram=1GB"]

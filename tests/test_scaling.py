@@ -19,12 +19,12 @@ class _Labels(PipelineVisitor):
         self.transforms[node.full_label] = node.transform
 
 
-def _graph(tmp_path, *flags):
+def _graph(tmp_path, unrun_pipeline, *flags):
     write_input(
         tmp_path / "in" / "a.ndjson", [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'] * 50
     )
     plan = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), *flags])
-    pipeline = beam.Pipeline(options=plan.options)
+    pipeline = unrun_pipeline(options=plan.options)
     build(pipeline, plan)
     plan.lock.release()
     labels = _Labels()
@@ -32,8 +32,8 @@ def _graph(tmp_path, *flags):
     return labels.transforms
 
 
-def test_ranges_are_reshuffled_before_they_are_read(tmp_path, small_read_ranges):
-    graph = _graph(tmp_path, "--range-bytes", "64")
+def test_ranges_are_reshuffled_before_they_are_read(tmp_path, small_read_ranges, unrun_pipeline):
+    graph = _graph(tmp_path, unrun_pipeline, "--range-bytes", "64")
     assert isinstance(graph["ReadRawLines/SpreadRanges"], beam.Reshuffle)
     names = list(graph)
     assert (
@@ -43,9 +43,9 @@ def test_ranges_are_reshuffled_before_they_are_read(tmp_path, small_read_ranges)
     )
 
 
-def test_large_inputs_measure_routes_and_spread_them_over_shards(tmp_path):
+def test_large_inputs_measure_routes_and_spread_them_over_shards(tmp_path, unrun_pipeline):
     # An input smaller than one file's budget needs no measuring: one shard per route.
-    graph = _graph(tmp_path, "--max-file-mb", "1")
+    graph = _graph(tmp_path, unrun_pipeline, "--max-file-mb", "1")
     assert "DeduplicateEvents/GroupEventShards/KeyBySingleShard" in graph
     # 1.2 MB against a 1 MiB budget: routes are measured and spread over shards by key.
     big = tmp_path / "big"
@@ -53,7 +53,7 @@ def test_large_inputs_measure_routes_and_spread_them_over_shards(tmp_path):
     line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u", "p": "' + b"x" * 2000 + b'"}}'
     write_input(big / "in" / "a.ndjson", [line] * 600)
     plan = plan_launch(["--input", str(big / "in" / "*"), "--output", str(big / "out"), "--max-file-mb", "1"])
-    pipeline = beam.Pipeline(options=plan.options)
+    pipeline = unrun_pipeline(options=plan.options)
     build(pipeline, plan)
     plan.lock.release()
     labels = _Labels()

@@ -130,6 +130,10 @@ class Fate(NamedTuple):
     values: Any = None
 
 
+# How the rules build an accepted record's Fate (all nine fields given): NamedTuple's
+# generated __new__ is a Python-level call, tuple.__new__ is not.
+new_fate = tuple.__new__
+
 _REJECT = Kind.REJECT
 
 _JSON_TYPE_NAMES = {

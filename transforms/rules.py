@@ -7,12 +7,15 @@ transforms/reasons.py.
 """
 
 import dataclasses
-import hashlib
 from typing import Any
 
 import orjson
 
+from transforms.jsontext import NOTHING as _NOTHING
+from transforms.jsontext import KEY_HASH as _KEY_HASH
 from transforms.jsontext import SORT_KEYS, colons, serialise
+from transforms.jsontext import dumps as _dumps
+from transforms.jsontext import join_bytes as _join
 from transforms.limits import (
     MAX_EVENT_NAME_CHARS,
     MAX_ID_CHARS,
@@ -37,6 +40,7 @@ from transforms.reasons import (
     reject,
     type_name,
 )
+from transforms.reasons import new_fate as _new_fate
 from transforms.times import day_of, read_time
 from transforms.updates import classify_update
 
@@ -78,22 +82,13 @@ class RuleConfig:
 
 
 # Module-level aliases: attribute lookups on enum classes cost on the hot path.
+# Those shared with transforms/updates.py (_new_fate, _dumps, _join, _NOTHING,
+# _KEY_HASH) are imported above, under the same names.
 _EVENT = Kind.EVENT
 _PROFILE = Kind.PROFILE
 _GROUP = Kind.GROUP
 _BLANK = Fate(Kind.BLANK)
-# NamedTuple's generated __new__ is a Python-level call; accepted records are
-# built with tuple.__new__ directly (all nine fields given).
-_new_fate = tuple.__new__
 _loads = orjson.loads
-_dumps = orjson.dumps
-# orjson returns bytes over-allocated to 4 KiB or more and never shrunk, and a
-# written line is held by its batch: joining it with b"" makes an exact-size copy.
-_join = b"".join
-_NOTHING = b""
-# Copying a 16-byte BLAKE2b state costs a third less than making one: blake2b()
-# parses its keyword arguments on every call (4,100 -> 2,850 instructions per key).
-_KEY_HASH = hashlib.blake2b(digest_size=16)
 
 
 def classify(line: bytes, config: RuleConfig) -> Fate:

@@ -1,11 +1,12 @@
 """The rules of profile and group updates (DESIGN.md §2): one operation checked and written as given (pure; no Beam)."""
 
-import hashlib
 from typing import Any
 
-import orjson
-
+from transforms.jsontext import NOTHING as _NOTHING
+from transforms.jsontext import KEY_HASH as _KEY_HASH
 from transforms.jsontext import colons, serialise
+from transforms.jsontext import dumps as _dumps
+from transforms.jsontext import join_bytes as _join
 from transforms.limits import MAX_ID_CHARS, MAX_OPERATION_ENTRIES, MAX_RECORD_BYTES, is_placeholder
 from transforms.reasons import (
     DUPLICATE_KEYS,
@@ -17,6 +18,7 @@ from transforms.reasons import (
     reject,
     type_name,
 )
+from transforms.reasons import new_fate as _new_fate
 
 OPERATIONS = ("$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete")
 MODIFIERS = ("$token", "$ip", "$ignore_time", "$ignore_alias", "$time")
@@ -26,13 +28,9 @@ _GROUP_FIELDS = frozenset(("$group_key", "$group_id") + MODIFIERS)
 _GROUP_UNSUPPORTED = frozenset(("$add", "$append"))
 
 # Module-level aliases, as in transforms/rules.py: lookups cost on the hot path.
+# Those shared with it (_new_fate, _dumps, _join, _NOTHING, _KEY_HASH) are imported above.
 _PROFILE = Kind.PROFILE
 _GROUP = Kind.GROUP
-_new_fate = tuple.__new__
-_dumps = orjson.dumps
-_join = b"".join
-_NOTHING = b""
-_KEY_HASH = hashlib.blake2b(digest_size=16)  # copied per key: see rules._KEY_HASH
 _MISSING = object()
 
 

@@ -1,0 +1,42 @@
+"""Tests of pipeline/run.py's launch(): a job built and not run leaves no temp dir of Beam's behind.
+
+Pipeline() makes a local temp dir (beam-pipeline-temp*) that only
+Pipeline.run() removes. Each test points this process's temp dir at one of
+its own (conftest's beam_temp_dirs) and looks at what is left in it.
+"""
+
+import apache_beam as beam
+import pytest
+
+from e2e import write_input
+from pipeline import run
+from pipeline.plan import plan_launch
+
+LINE = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'
+
+
+@pytest.fixture
+def plan(tmp_path):
+    """The plan of a local run on one small file; its output lock is released at the test's end."""
+    write_input(tmp_path / "in" / "a.ndjson", [LINE])
+    made = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out")])
+    yield made
+    if made.lock.holds():
+        made.lock.release()
+
+
+def test_a_job_refused_while_it_is_wired_leaves_no_temp_dir(plan, beam_temp_dirs, monkeypatch):
+    # As Beam's type checks refuse a graph while it is wired (--type_check_strictness=ALL_REQUIRED).
+    def refused(pipeline, plan):
+        _ = pipeline | "Start" >> beam.Create([1])
+        raise RuntimeError("refused while wired")
+
+    monkeypatch.setattr(run, "build", refused)
+    with pytest.raises(RuntimeError, match="refused while wired"):
+        run.launch(plan)
+    assert beam_temp_dirs() == []
+
+
+def test_a_job_that_runs_leaves_no_temp_dir(plan, beam_temp_dirs):
+    assert run.launch(plan).wait_until_finish() == "DONE"
+    assert beam_temp_dirs() == []
