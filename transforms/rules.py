@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from transforms.jsontext import NOTHING as _NOTHING
 from transforms.jsontext import KEY_HASH as _KEY_HASH
+from transforms.jsontext import NOTHING as _NOTHING
 from transforms.jsontext import SORT_KEYS, colons, serialise
 from transforms.jsontext import dumps as _dumps
 from transforms.jsontext import join_bytes as _join

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from transforms.jsontext import NOTHING as _NOTHING
 from transforms.jsontext import KEY_HASH as _KEY_HASH
+from transforms.jsontext import NOTHING as _NOTHING
 from transforms.jsontext import colons, serialise
 from transforms.jsontext import dumps as _dumps
 from transforms.jsontext import join_bytes as _join
