@@ -135,9 +135,8 @@ def launch(plan: LaunchPlan) -> beam.runners.runner.PipelineResult:
         build(pipeline, plan)
     except BaseException:
         # Pipeline() made a local temp dir that only Pipeline.run() removes. A
-        # graph refused while it is wired (Beam's type checks, with
-        # --type_check_strictness=ALL_REQUIRED) never runs: each such launch
-        # would leave its directory behind.
+        # graph refused while it is wired (by Beam's type checks, say) never
+        # runs: each such launch would leave its directory behind.
         shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
         raise
     if not _submits(plan.options):

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import (
     PortableOptions,
     StandardOptions,
     TestOptions,
+    TypeOptions,
     WorkerOptions,
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
@@ -98,6 +99,12 @@ def check_beam_options(options: PipelineOptions, runner: PipelineRunner) -> None
     if errors:
         found = "; ".join(" ".join(str(e).split()).rstrip(".") for e in errors)
         raise UsageError(f"Beam refuses these options for {type(runner).__name__}: {found}")
+    # Beam would refuse the graph itself while it is wired, with a traceback.
+    if checked.view_as(TypeOptions).type_check_strictness == "ALL_REQUIRED":
+        raise UsageError(
+            "--type_check_strictness=ALL_REQUIRED cannot be met: Beam's own steps in this job "
+            "(Create among them) declare no output type; leave it at DEFAULT_TO_ANY"
+        )
 
 
 # --dry_run is a string option in Beam, and Beam takes any non-empty value,

@@ -26,7 +26,7 @@ def plan(tmp_path):
 
 
 def test_a_job_refused_while_it_is_wired_leaves_no_temp_dir(plan, beam_temp_dirs, monkeypatch):
-    # As Beam's type checks refuse a graph while it is wired (--type_check_strictness=ALL_REQUIRED).
+    # As Beam's type checks refuse a graph while it is wired.
     def refused(pipeline, plan):
         _ = pipeline | "Start" >> beam.Create([1])
         raise RuntimeError("refused while wired")

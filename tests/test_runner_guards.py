@@ -268,3 +268,25 @@ def test_the_cli_refuses_resource_hints_before_beam_makes_a_temp_dir(tmp_path, c
 def test_valid_resource_hints_pass_beams_checks():
     options = make_options([*VALID, "--resource_hints", "min_ram=1GB"], TODAY)
     assert options.view_as(StandardOptions).resource_hints == ["min_ram=1GB"]
+
+
+def test_all_required_type_checks_are_refused_on_one_line():
+    # Beam's own steps in the job (Create, ...) declare no output type: under
+    # ALL_REQUIRED Beam refuses the graph while it is wired, with a traceback.
+    assert refusal([*VALID, "--type_check_strictness", "ALL_REQUIRED"]) == (
+        "--type_check_strictness=ALL_REQUIRED cannot be met: Beam's own steps in this job "
+        "(Create among them) declare no output type; leave it at DEFAULT_TO_ANY"
+    )
+
+
+def test_the_cli_refuses_all_required_type_checks_before_any_work(tmp_path, capsys, beam_temp_dirs):
+    write_input(tmp_path / "raw" / "a.ndjson", [b'{"event": "A", "properties": {"distinct_id": "u", "time": 1}}'])
+    out = tmp_path / "out"
+    argv = ["--input", str(tmp_path / "raw" / "*"), "--output", str(out), "--type_check_strictness=ALL_REQUIRED"]
+    assert run_cli(*argv) == 2
+    assert capsys.readouterr().err == (
+        "cloud-import-prep: error: --type_check_strictness=ALL_REQUIRED cannot be met: Beam's own steps "
+        "in this job (Create among them) declare no output type; leave it at DEFAULT_TO_ANY\n"
+    )
+    assert beam_temp_dirs() == []
+    assert not out.exists()
