@@ -31,7 +31,7 @@ ARG BEAM_VERSION
 # Beam reads GCS/S3 modification times with time.mktime: only UTC gives true upload times.
 ENV TZ=UTC
 # The sources are only needed to install the package, so they live outside the image's paths.
-COPY pyproject.toml README.md constraints.txt /tmp/src/
+COPY pyproject.toml setup.py README.md constraints.txt /tmp/src/
 COPY pipeline/ /tmp/src/pipeline/
 COPY transforms/ /tmp/src/transforms/
 # Install the project as a package, with every dependency at the version the test suite ran
@@ -39,10 +39,12 @@ COPY transforms/ /tmp/src/transforms/
 # import the pipeline's functions from this package: Beam 2.77 turns save_main_session on for
 # Dataflow (with its default pickler, cloudpickle), but that only stages Beam's own type
 # registries, not the launcher's __main__; nothing is downloaded at launch. Then fail the build
-# if pip changed Beam or left a broken dependency set.
+# if pip changed Beam or left a broken dependency set, or if the schema's C tally was not built
+# (setup.py: optional where there is no compiler; Beam's SDK image has one).
 RUN pip install --no-cache-dir -c /tmp/src/constraints.txt /tmp/src \
     && rm -rf /tmp/src \
     && pip check \
+    && python -c "import transforms._tally" \
     && python -c "import sys, apache_beam as b; sys.exit(None if b.__version__ == '${BEAM_VERSION}' else 'Beam ' + b.__version__ + ' is not ${BEAM_VERSION}')" \
     && cloud-import-prep --help > /dev/null
 

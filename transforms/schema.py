@@ -23,8 +23,8 @@ the MAX_EVENT_NAMES names written most often.
 """
 
 from collections import _count_elements  # type: ignore[attr-defined]  # C-speed counting
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -108,20 +108,58 @@ class NameTypes:
 Partial = tuple[SchemaKey, NameTypes]
 
 
+class _PairCounts(dict[tuple[str, type], int]):
+    """(key, type) pairs of dicts, counted, in Python: the twin of transforms._tally.PairCounts.
+
+    Used where that C module was not built (no compiler where the package was
+    installed); same methods, same results, about nine times the instructions.
+    """
+
+    __slots__ = ()
+
+    def add(self, values: Mapping[str, Any]) -> int:
+        """Counts each (key, type(value)) pair; returns how many pairs were new."""
+        size = len(self)
+        _count_elements(self, zip(values, map(type, values.values()), strict=True))
+        return len(self) - size
+
+    def counts(self) -> dict[tuple[str, type], int]:
+        """The counts, per (key, type) pair."""
+        return self
+
+
+class PairCounter(Protocol):
+    """What TypeTally needs of a (key, type) tally."""
+
+    def add(self, values: Mapping[str, Any], /) -> int: ...
+
+    def counts(self) -> dict[tuple[str, type], int]: ...
+
+
+# The C tally where the package was built with a compiler (setup.py), else its Python twin.
+PairCounts: Callable[[], PairCounter]
+try:
+    from transforms._tally import PairCounts as _NativePairCounts
+except ImportError:
+    PairCounts = _PairCounts
+else:
+    PairCounts = _NativePairCounts
+
+
 class TypeTally:
     """Counts the (key, type) pairs of records, per event name, for one batch.
 
-    Built for the hot path (it runs for every accepted record): one C-speed
-    count over the pairs of the record's dict, and Python work only when the
-    record brings a pair new to the batch (to note its position). Records
-    must be added in offset order, so that a pair's first position is its
-    smallest.
+    Built for the hot path (it runs for every accepted record): one count in C
+    over the pairs of the record's dict (PairCounts), and Python work only
+    when the record brings a pair new to the batch (to note its position).
+    Records must be added in offset order, so that a pair's first position is
+    its smallest.
     """
 
     __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        # event name -> [records, {(key, type): n}, {(key, type): first offset}];
+        # event name -> [records, PairCounts, {(key, type): first offset}];
         # profiles and groups under the keys ("profiles",) and ("groups",),
         # which no event name (a string) can be.
         self._entries: dict[str | tuple[str], list[Any]] = {}
@@ -130,12 +168,11 @@ class TypeTally:
         """Counts the properties of one event."""
         entry = self._entries.get(name)
         if entry is None:
-            entry = self._entries[name] = [0, {}, {}]
+            entry = self._entries[name] = [0, PairCounts(), {}]
         entry[0] += 1
-        pairs = entry[1]
-        size = len(pairs)
-        _count_elements(pairs, zip(properties, map(type, properties.values()), strict=True))
-        if len(pairs) != size:
+        # New entries are the only way a pair can be new to the batch (the C
+        # tally may also make one for an equal key held by another object).
+        if entry[1].add(properties):
             first = entry[2]
             for pair in zip(properties, map(type, properties.values()), strict=True):
                 if pair not in first:
@@ -164,7 +201,7 @@ class TypeTally:
         for name, (count, pairs, first) in self._entries.items():
             schema_key = (name[0], "") if isinstance(name, tuple) else (EVENTS, name)
             keys: dict[str, dict[str, int]] = {}
-            for (key, kind), n in pairs.items():
+            for (key, kind), n in pairs.counts().items():
                 keys.setdefault(key, {})[TYPE_NAMES[kind]] = sign * n
             examples = (
                 {(key, TYPE_NAMES[kind]): (rank, offset, path) for (key, kind), offset in first.items()}

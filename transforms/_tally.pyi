@@ -1,0 +1,9 @@
+"""Types of the C tally (transforms/_tally.c); transforms.schema._PairCounts is its Python twin."""
+
+from collections.abc import Mapping
+from typing import Any
+
+class PairCounts:
+    def add(self, values: Mapping[str, Any], /) -> int: ...
+    def counts(self) -> dict[tuple[str, type], int]: ...
+    def __len__(self) -> int: ...
