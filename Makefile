@@ -24,8 +24,9 @@ export TZ := UTC
 venv: $(STAMP)
 
 # The runtime dependencies at the versions the Docker image gets (constraints.txt), the lint
-# tools at theirs (constraints-lint.txt).
-$(STAMP): pyproject.toml constraints.txt constraints-lint.txt
+# tools at theirs (constraints-lint.txt); the editable install also builds the schema's C
+# tally in place when a compiler is there (setup.py), again when its source changes.
+$(STAMP): pyproject.toml setup.py transforms/_tally.c constraints.txt constraints-lint.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -c constraints-lint.txt -e '.[test]'
@@ -70,4 +71,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) out build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) out build *.egg-info .mypy_cache .ruff_cache transforms/*.so
