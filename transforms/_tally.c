@@ -10,7 +10,7 @@
  * by value, so the result is exactly Python's.
  *
  * PairCounts is the twin of transforms.schema._PairCounts, which is used where this module
- * was not built: same methods, same results (tests/test_schema.py runs both).
+ * was not built: same methods, same results (tests/test_tally.py runs both).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
