@@ -104,6 +104,9 @@ def frame_stage(function: str, path: str, line: int | None) -> str | None:
             return RULES
         return _call_site(linecache.getline(_source(path), line))
     if path.endswith("transforms/records.py"):
+        # The C tally has no frame: its time is the line of classify_batch that calls it.
+        if line is not None and "types.add_" in linecache.getline(_source(path), line):
+            return SCHEMA
         return BOOKKEEPING
     if path.endswith(("transforms/schema.py", "pipeline/schema.py", "transforms/schema_document.py")):
         return SCHEMA
@@ -325,6 +328,7 @@ def per_line_work(
     from transforms.batches import pack, unpack  # noqa: PLC0415
     from transforms.records import classify_batch  # noqa: PLC0415
     from transforms.rules import RuleConfig, classify  # noqa: PLC0415
+    from transforms.schema import TypeTally  # noqa: PLC0415
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     reference = plain_loop.parse_reference_time(reference_time)
@@ -381,7 +385,7 @@ def per_line_work(
         "pipeline-classify": lambda: each(lambda line: classify(line, config)),
         "classify-batch": lambda: each_batch(lambda b: classify_batch(0, "x", list(range(len(b))), b, config)),
         "classify-batch-schema": lambda: each_batch(
-            lambda b: classify_batch(0, "x", list(range(len(b))), b, config, count_types=True)
+            lambda b: classify_batch(0, "x", list(range(len(b))), b, config, types=TypeTally())
         ),
         "pack-pipeline": each_packed,
         "pack-zlib1": lambda: each_piece(lambda b: zlib.compress(b, 1), zlib.decompress),

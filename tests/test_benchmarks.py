@@ -337,13 +337,15 @@ def test_profile_stages_groups_sampled_stacks(tmp_path):
     ps = profile_stages
     running = ("FnApiRunner.run_stages", "apache_beam/runners/portability/fn_api_runner/fn_runner.py", 404)
     rules = REPO / "transforms" / "rules.py"
+    records = REPO / "transforms" / "records.py"
     cases = {
         ps.LOADS: [("classify", "transforms/rules.py", _line_of(rules, "= _loads(line)"))],
         ps.HASHING: [("_classify_event", "transforms/rules.py", _line_of(rules, "digest.update(canonical)"))],
         ps.SERIALISE: [("serialise", "transforms/jsontext.py", 1)],
         ps.RULES: [("_classify_event", "transforms/rules.py", _line_of(rules, "def _classify_event"))],
         ps.BOOKKEEPING: [("classify_batch", "transforms/records.py", 1)],
-        ps.SCHEMA: [("classify_batch", "transforms/records.py", 1), ("TypeTally.add_event", "transforms/schema.py", 1)],
+        ps.SCHEMA: [("classify_batch", "transforms/records.py", _line_of(records, "types.add_event(")),
+                    ("TypeTally.partials", "transforms/schema.py", 1)],
         ps.PACKING: [("pack", "transforms/batches.py", 1)],
         ps.DEDUPE: [("process", "transforms/dedupe.py", 1), ("pick_latest", "transforms/batches.py", 1)],
         ps.READ: [("batches", "transforms/read.py", 1), ("_GzipReader.read", "gzip.py", 1)],

@@ -25,9 +25,16 @@ T = 1704067200  # 2024-01-01T00:00:00Z
 def types_of(line: bytes) -> dict[str, str]:
     """key -> type name of one JSON object, as the tally counts it."""
     tally = TypeTally()
-    tally.add(sc.EVENTS, "E", orjson.loads(line), 0)
+    tally.add(sc.EVENTS, "E", orjson.loads(line), 0, 0)
     ((_, counted),) = tally.partials()
     return {key: next(iter(types)) for key, types in counted.keys.items()}
+
+
+def classify_counting(rank, path, offsets, lines, config, privacy=None):
+    """classify_batch with a type tally: the batch's result, and the tally's partial counts."""
+    tally = TypeTally()
+    result = classify_batch(rank, path, offsets, lines, config, privacy, tally)
+    return result, tally.partials()
 
 
 # --- the type rules -------------------------------------------------------------------------
@@ -62,8 +69,7 @@ def test_a_value_gets_the_type_of_its_json_token(text, expected):
 def test_values_are_typed_as_written_after_the_rules_normalised_them(rule_config):
     line = orjson.dumps({"event": "E", "properties": {
         "time": "2024-01-01T00:00:00Z", "distinct_id": 42, "price": 1.0, "n": 1}})
-    result = classify_batch(0, "a.ndjson", [0], [line], rule_config, count_types=True)
-    ((key, counted),) = result.schema
+    _, ((key, counted),) = classify_counting(0, "a.ndjson", [0], [line], rule_config)
     assert key == (sc.EVENTS, "E")
     # time: an ISO string made integer seconds; distinct_id: an integer made a string;
     # $insert_id: generated, a string.
@@ -87,8 +93,8 @@ def test_a_batch_counts_events_profiles_and_groups_with_first_positions(rule_con
         b"",
     ]
     offsets = [0, 100, 200, 300, 400, 500, 600, 700, 800]
-    result = classify_batch(3, "in/a.ndjson", offsets, lines, rule_config, count_types=True)
-    got = dict(result.schema)
+    _, partials = classify_counting(3, "in/a.ndjson", offsets, lines, rule_config)
+    got = dict(partials)
     assert got == {
         (sc.EVENTS, "A"): NameTypes(
             3,
@@ -120,18 +126,32 @@ def test_the_types_counted_are_the_values_the_classifiers_hand_on(rule_config):
         b'{"$distinct_id": "u1", "$delete": null}',
     ]
     for privacy in (None, PrivacyConfig(drop=("email",))):
-        result = classify_batch(0, "a", [0, 9, 20], lines, rule_config, privacy, count_types=True)
+        result, partials = classify_counting(0, "a", [0, 9, 20], lines, rule_config, privacy)
         (events,) = result.events.values()
         expected = sc.count_lines(events[3], sc.EVENTS, sign=1) + sc.count_lines(
             result.profiles[3], sc.PROFILES, sign=1
         )
-        assert {k: (t.count, t.keys) for k, t in result.schema} == {k: (t.count, t.keys) for k, t in expected}
-        assert ("email" in result.schema[0][1].keys) is (privacy is None)
+        assert {k: (t.count, t.keys) for k, t in partials} == {k: (t.count, t.keys) for k, t in expected}
+        assert ("email" in partials[0][1].keys) is (privacy is None)
 
 
-def test_without_count_types_a_batch_counts_nothing(rule_config):
-    line = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1"}}'
-    assert classify_batch(0, "a", [0], [line], rule_config).schema == []
+def test_a_tally_may_gather_batches_in_any_order(rule_config):
+    # A stage's tally spans its bundle (transforms/schema_bundle.py): batches of other files
+    # come in any order, and a pair's position is still the smallest it was seen at.
+    first = [b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "p": "x"}}']
+    later = [
+        b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u2", "p": 1}}',
+        b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u3", "p": "y"}}',
+    ]
+    tally = TypeTally()
+    classify_batch(5, "in/b.ndjson", [0, 80], later, rule_config, types=tally)
+    classify_batch(2, "in/a.ndjson", [40], first, rule_config, types=tally)
+    ((key, counted),) = tally.partials()
+    assert key == (sc.EVENTS, "A") and counted.count == 3
+    assert counted.keys["p"] == {"string": 2, "integer": 1}
+    assert counted.examples[("p", "string")] == (2, 40, "in/a.ndjson")
+    assert counted.examples[("p", "integer")] == (5, 0, "in/b.ndjson")
+    assert counted.examples[("distinct_id", "string")] == (2, 40, "in/a.ndjson")
 
 
 def test_count_lines_subtracts_what_the_batch_added(rule_config):
@@ -140,12 +160,12 @@ def test_count_lines_subtracts_what_the_batch_added(rule_config):
         b'{"event": "B", "properties": {"time": 1704067200, "distinct_id": "u1", "p": {"q": 1}}}',
         b'{"$distinct_id": "u1", "$set": {"plan": "pro"}}',
     ]
-    result = classify_batch(0, "a", [0, 1, 2], lines, rule_config, count_types=True)
+    _, partials = classify_counting(0, "a", [0, 1, 2], lines, rule_config)
     # The lines as written (the rules added $insert_id).
     written_events = [classify(line, rule_config).line for line in lines[:2]]
     written_profile = [classify(lines[2], rule_config).line]
     minus = dict(sc.count_lines(written_events, sc.EVENTS) + sc.count_lines(written_profile, sc.PROFILES))
-    for key, added in result.schema:
+    for key, added in partials:
         total = sc.merge(NameTypes(), added)
         sc.merge(total, minus[key])
         assert total.count == 0 and all(n == 0 for types in total.keys.values() for n in types.values())

@@ -13,7 +13,8 @@ from transforms import METRICS_NAMESPACE
 from transforms.batches import RecordBatch, pick_latest
 from transforms.layout import superseded_route
 from transforms.schema import EVENTS as SCHEMA_EVENTS
-from transforms.schema import count_lines
+from transforms.schema import add_lines
+from transforms.schema_bundle import BundleTypes
 from transforms.shard import GroupIntoShards, RouteBatch, ShardKey
 
 # Output tags, read by attribute.
@@ -28,8 +29,12 @@ class _PickLatest(beam.DoFn):
     def __init__(self, keep_superseded: bool, count_types: bool = False) -> None:
         super().__init__()
         self._keep_superseded = keep_superseded
-        self._count_types = count_types
+        self._types = BundleTypes(SCHEMA_COUNTS, sign=-1) if count_types else None
         self._superseded = Metrics.counter(METRICS_NAMESPACE, "superseded")
+
+    def start_bundle(self) -> None:
+        if self._types is not None:
+            self._types.start()
 
     def process(self, element: tuple[ShardKey, list[RecordBatch]]) -> Iterator[Any]:
         (route, shard), batches = element
@@ -39,14 +44,17 @@ class _PickLatest(beam.DoFn):
             count = sum(len(b[3]) for b in superseded)
             self._superseded.inc(count)
             yield pvalue.TaggedOutput(TALLIES, {SUPERSEDED_COUNT: count})
-            if self._count_types:
+            if self._types is not None:
                 # ValidateAndSplit counted every accepted event; the schema is of
                 # the written ones. Superseded events are few: re-read them.
-                lines = [line for b in superseded for line in b[3]]
-                for partial in count_lines(lines, SCHEMA_EVENTS, sign=-1):
-                    yield pvalue.TaggedOutput(SCHEMA_COUNTS, partial)
+                add_lines(self._types.tally, (line for b in superseded for line in b[3]), SCHEMA_EVENTS)
+                yield from self._types.full()
             if self._keep_superseded:
                 yield pvalue.TaggedOutput(SUPERSEDED, ((superseded_route(route), shard), superseded))
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self._types is not None:
+            yield from self._types.finish()
 
 
 class DeduplicateEvents(beam.PTransform):
@@ -58,8 +66,8 @@ class DeduplicateEvents(beam.PTransform):
     less their superseded records; `superseded` the same for the losers, under
     their superseded/ route (only with keep_superseded); `tallies`
     ({"superseded": n}) and `schema_counts`, the types of the superseded
-    events with a negative sign, to subtract from ValidateAndSplit's (only
-    with count_types).
+    events with a negative sign, per bundle, to subtract from
+    ValidateAndSplit's (only with count_types).
 
     Guarantees: per key exactly one record survives, the one latest in upload
     order (rank, offset); the result does not depend on bundling or workers.

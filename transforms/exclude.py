@@ -26,7 +26,8 @@ from transforms.privacy import (
 from transforms.read import Batch, InputFile, OpenerFactory, ReadRawLines
 from transforms.schema import EVENTS as SCHEMA_EVENTS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
-from transforms.schema import count_lines
+from transforms.schema import add_lines
+from transforms.schema_bundle import BundleTypes
 from transforms.shard import RouteBatch
 
 # Output tags, read by attribute.
@@ -90,10 +91,18 @@ class _RemoveListed(beam.DoFn):
 
     def __init__(self, count_types: bool = False) -> None:
         super().__init__()
-        self._count_types = count_types
+        self._types = BundleTypes(SCHEMA_COUNTS, sign=-1) if count_types else None
         self._counters = {
             name: Metrics.counter(METRICS_NAMESPACE, name) for name in (EXCLUDED_EVENTS, EXCLUDED_PROFILES)
         }
+
+    def start_bundle(self) -> None:
+        if self._types is not None:
+            self._types.start()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self._types is not None:
+            yield from self._types.finish()
 
     def process(self, element: tuple[BatchRef, dict[str, list[Any]]]) -> Iterator[Any]:
         (route, _, _), grouped = element
@@ -102,13 +111,12 @@ class _RemoveListed(beam.DoFn):
         positions = {p for found in grouped[_HITS] for p in found}
         if positions:
             is_events = route.startswith(EVENTS_PREFIX)
-            if self._count_types:
+            if self._types is not None:
                 # ValidateAndSplit counted the types of every accepted record;
                 # the schema is of the written ones.
                 removed = [batch[3][i] for i in sorted(positions)]  # type: ignore[index]
-                section = SCHEMA_EVENTS if is_events else SCHEMA_PROFILES
-                for partial in count_lines(removed, section, sign=-1):
-                    yield pvalue.TaggedOutput(SCHEMA_COUNTS, partial)
+                add_lines(self._types.tally, removed, SCHEMA_EVENTS if is_events else SCHEMA_PROFILES)
+                yield from self._types.full()
             batch = without(batch, positions)  # type: ignore[arg-type]
             name = EXCLUDED_EVENTS if is_events else EXCLUDED_PROFILES
             self._counters[name].inc(len(positions))
@@ -130,7 +138,8 @@ class ExcludeUsers(beam.PTransform):
     dropped), "tallies": {"excluded_events": n}, {"excluded_profiles": n}
     and {"excluded_listed_ids": n}, the distinct ids of the list, and
     "schema_counts": with `count_types`, the types of the removed records with
-    a negative sign (schema.count_lines), to subtract from ValidateAndSplit's.
+    a negative sign, per bundle (transforms/schema_bundle.py), to subtract
+    from ValidateAndSplit's.
 
     A record's user is its distinct_id as written (an event's; a profile
     update's $distinct_id): see privacy.probes and privacy.listed_id for how

@@ -25,7 +25,7 @@ from transforms.reasons import (
 from transforms.rules import RuleConfig, classify
 from transforms.schema import GROUPS as SCHEMA_GROUPS
 from transforms.schema import PROFILES as SCHEMA_PROFILES
-from transforms.schema import Partial, TypeTally
+from transforms.schema import TypeTally
 
 # Tally names; they become the summary's figures (see pipeline/summary.py).
 # PROFILES, GROUPS and REJECTED are not read there (the summary counts those
@@ -123,7 +123,6 @@ class ClassifiedBatch(NamedTuple):
     event_names: Counter[str]  # accepted events per name
     examples: dict[str, list[Example]]  # reason -> the batch's first few rejects
     duplicate_key_examples: list[Example]  # the batch's first few accepted lines that gave a key twice
-    schema: list[Partial]  # the types of the accepted records (transforms/schema.py)
 
 
 def classify_batch(
@@ -133,7 +132,7 @@ def classify_batch(
     lines: list[bytes],
     config: RuleConfig,
     privacy: PrivacyConfig | None = None,
-    count_types: bool = False,
+    types: TypeTally | None = None,
 ) -> ClassifiedBatch:
     """Classifies every line of a batch and gathers the results by route.
 
@@ -143,9 +142,9 @@ def classify_batch(
     counted under "normalised_duplicate_keys" (events, superseded or not,
     and updates alike), and the first few are kept as examples. With
     `privacy`, accepted records are dropped and hashed as it says
-    (privacy.Scrubber), and examples may show positions only. With
-    `count_types`, the types of the accepted records, as written, are counted
-    for the schema report (empty otherwise).
+    (privacy.Scrubber), and examples may show positions only. With `types`,
+    the types of the accepted records, as written, are counted into it for
+    the schema report.
     """
     events: dict[str, _Columns] = {}
     profiles, groups, rejects = _Columns(), _Columns(), _Columns()
@@ -157,7 +156,8 @@ def classify_batch(
     event_names: list[str] = []  # counted once per batch, at C speed
     examples: dict[str, list[Example]] = {}
     repeated_keys: list[Example] = []
-    types = TypeTally() if count_types else None
+    if types is not None:
+        types.add_file(rank, path)
     for offset, raw in zip(offsets, lines, strict=True):
         # One unpacking instead of an attribute lookup per field: this loop runs once per line.
         kind, line, day, key, name, flags, reason, detail, values = classify_line(raw, config)
@@ -170,7 +170,7 @@ def classify_batch(
             columns.lines.append(line)
             event_names.append(name)
             if types is not None:
-                types.add_event(name, values, offset)
+                types.add_event(name, values, rank, offset)
         elif kind is _REJECT:
             code = reason.value  # type: ignore[union-attr]
             rejects.offsets.append(offset)
@@ -191,7 +191,7 @@ def classify_batch(
             tallies[prefix + name] += 1
             if types is not None:
                 section = SCHEMA_PROFILES if kind is _PROFILE else SCHEMA_GROUPS
-                types.add_update(section, name, values, offset)
+                types.add_update(section, name, values, rank, offset)
         if flags:  # 0 for blanks and rejects
             normalised[flags] += 1
             if flags & DUPLICATE_KEYS and len(repeated_keys) < DUPLICATE_KEY_EXAMPLES:
@@ -217,5 +217,4 @@ def classify_batch(
         Counter(event_names),
         examples,
         repeated_keys,
-        types.partials(rank, path) if types is not None else [],
     )

@@ -6,8 +6,10 @@ order and still write the same bytes:
 
 1. `TypeTally` counts, per event name, the (key, Python type) pairs of the
    records the rules accepted, while records.classify_batch has their parsed
-   dicts at hand; `count_lines` does the same for written lines (re-parsed),
-   with a sign, so that records removed later (superseded events) are subtracted.
+   dicts at hand; `add_lines` does the same for written lines (re-parsed), so
+   that records removed later (superseded events) are subtracted. A tally
+   may span many batches (a bundle: transforms/schema_bundle.py); its
+   `partials` are what the next step adds up.
 2. `NameTypes` accumulators add those partial counts up per event name (and for
    profiles and groups). Every count is a signed sum, so merging is order-free;
    `finish_name` then makes one name's figures final.
@@ -15,7 +17,8 @@ order and still write the same bytes:
    transforms/schema_document.py lays the result out as _SCHEMA.json and
    compares it with an earlier run's.
 
-Bounded memory whatever the cardinality: an accumulator holds at most
+Bounded memory whatever the cardinality: a stage gives its tally's partials
+once it holds HELD_PAIRS (key, type) pairs; an accumulator holds at most
 2 * KEYS_HELD keys of a name, folding those largest in sort order into "(other)"
 (which depends on the set of keys alone, never on the order they arrive in);
 a finished name keeps its MAX_KEYS keys written most often; the document keeps
@@ -23,8 +26,8 @@ the MAX_EVENT_NAMES names written most often.
 """
 
 from collections import _count_elements  # type: ignore[attr-defined]  # C-speed counting
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, ClassVar, Protocol, cast
 
 import orjson
 
@@ -57,6 +60,9 @@ MAX_KEYS = 2_000  # per event name, and for profiles and for groups
 # those last in sort order, down to this many; a name with at most this many
 # distinct keys is therefore counted exactly, key by key.
 KEYS_HELD = 10_000
+# A stage's tally gives its partial counts and starts again once it holds this many
+# (key, type) pairs (of all its names): a few MB.
+HELD_PAIRS = 100_000
 
 # (rank, offset, path): where a line is; the smallest is the first in upload order.
 Position = tuple[int, int, str]
@@ -108,130 +114,182 @@ class NameTypes:
 Partial = tuple[SchemaKey, NameTypes]
 
 
-class _PairCounts(dict[tuple[str, type], int]):
-    """(key, type) pairs of dicts, counted, in Python: the twin of transforms._tally.PairCounts.
+class _Tally:
+    """(key, type) pairs of records counted per name, in Python: the twin of transforms._tally.Tally.
 
     Used where that C module was not built (no compiler where the package was
-    installed); same methods, same results, about nine times the instructions.
+    installed); same methods, same results, about ten times the instructions.
+    Counting is `_count_elements` over the pairs (at C speed); a position is
+    noted only for a pair new to the current segment, which is right while
+    positions ascend (they do within a batch). When they go back (another
+    batch of the bundle, earlier in upload order), a new segment starts;
+    results() adds the segments up. len() counts pairs by value, per segment.
     """
 
-    __slots__ = ()
+    __slots__ = ("_segments", "_names", "_last", "_pairs")
 
-    def add(self, values: Mapping[str, Any]) -> int:
-        """Counts each (key, type(value)) pair; returns how many pairs were new."""
-        size = len(self)
-        _count_elements(self, zip(values, map(type, values.values()), strict=True))
-        return len(self) - size
+    def __init__(self) -> None:
+        self._segments: list[dict[Hashable, list[Any]]] = []  # closed segments
+        # The open segment: name -> [records, {(key, type): count}, {(key, type): (rank, offset)}]
+        self._names: dict[Hashable, list[Any]] = {}
+        self._last: tuple[int, int] | None = None  # the position of the last record added
+        self._pairs = 0
 
-    def counts(self) -> dict[tuple[str, type], int]:
-        """The counts, per (key, type) pair."""
-        return self
+    def add(self, name: Hashable, values: Mapping[str, Any], rank: int, offset: int, /) -> None:
+        """Counts one record of `name`: each (key, type(value)) pair of the dict, seen at (rank, offset)."""
+        if not isinstance(values, dict):
+            raise TypeError(f"add() takes a dict, not {type(values).__name__}")
+        position = (rank, offset)
+        if self._last is not None and position < self._last:
+            self._segments.append(self._names)
+            self._names = {}
+        self._last = position
+        entry = self._names.get(name)
+        if entry is None:
+            entry = self._names[name] = [0, {}, {}]
+        entry[0] += 1
+        counts = entry[1]
+        size = len(counts)
+        _count_elements(counts, zip(values, map(type, values.values()), strict=True))
+        if len(counts) != size:
+            self._pairs += len(counts) - size
+            first = entry[2]
+            for pair in zip(values, map(type, values.values()), strict=True):
+                if pair not in first:
+                    first[pair] = position
+
+    def results(self) -> list[tuple[Hashable, int, dict[tuple[str, type], tuple[int, int, int]]]]:
+        """Per name, in the order names were first added: records, and (count, rank, offset) per pair."""
+        merged: dict[Hashable, list[Any]] = {}
+        for segment in (*self._segments, self._names):
+            for name, (records, counts, first) in segment.items():
+                held = merged.get(name)
+                if held is None:
+                    held = merged[name] = [0, {}]
+                held[0] += records
+                pairs = held[1]
+                for pair, n in counts.items():
+                    before = pairs.get(pair)
+                    if before is None:
+                        pairs[pair] = (n, *first[pair])
+                    else:
+                        pairs[pair] = (before[0] + n, *min(before[1:], first[pair]))
+        return [(name, records, pairs) for name, (records, pairs) in merged.items()]
+
+    def __len__(self) -> int:
+        return self._pairs
 
 
-class PairCounter(Protocol):
-    """What TypeTally needs of a (key, type) tally."""
+class PairTally(Protocol):
+    """What TypeTally needs of a (key, type) tally: transforms._tally.Tally or _Tally."""
 
-    def add(self, values: Mapping[str, Any], /) -> int: ...
+    def add(self, name: Hashable, values: Mapping[str, Any], rank: int, offset: int, /) -> None: ...
 
-    def counts(self) -> dict[tuple[str, type], int]: ...
+    def results(self) -> list[tuple[Hashable, int, dict[tuple[str, type], tuple[int, int, int]]]]: ...
+
+    def __len__(self) -> int: ...
 
 
 # The C tally where the package was built with a compiler (setup.py), else its Python twin.
-PairCounts: Callable[[], PairCounter]
+Tally: Callable[[], PairTally]
 try:
-    from transforms._tally import PairCounts as _NativePairCounts
+    from transforms._tally import Tally as _NativeTally
 except ImportError:
-    PairCounts = _PairCounts
+    Tally = _Tally
 else:
-    PairCounts = _NativePairCounts
+    Tally = _NativeTally
 
 
 class TypeTally:
-    """Counts the (key, type) pairs of records, per event name, for one batch.
+    """Counts the (key, type) pairs of records per event name, with each pair's first position.
 
-    Built for the hot path (it runs for every accepted record): one count in C
-    over the pairs of the record's dict (PairCounts), and Python work only
-    when the record brings a pair new to the batch (to note its position).
-    Records must be added in offset order, so that a pair's first position is
-    its smallest.
+    Built for the hot path (it runs for every accepted record): `add_event` is
+    the C tally's own method, so a record costs one call and no Python frame.
+    Records may come in any order and from any number of batches (a count is
+    a sum; a pair's position is the smallest it was seen at), so one tally
+    may gather a whole bundle: fewer partial counts to pickle and add up.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_counts", "_paths", "add_event")
 
     def __init__(self) -> None:
-        # event name -> [records, PairCounts, {(key, type): first offset}];
-        # profiles and groups under the keys ("profiles",) and ("groups",),
-        # which no event name (a string) can be.
-        self._entries: dict[str | tuple[str], list[Any]] = {}
+        self._counts = Tally()
+        self._paths: dict[int, str] = {}  # upload rank -> path, for the positions of examples
+        # add_event(name, properties, rank, offset): counts the properties of one event.
+        self.add_event: Callable[[str, Mapping[str, Any], int, int], None] = self._counts.add
 
-    def add_event(self, name: str | tuple[str], properties: Mapping[str, Any], offset: int) -> None:
-        """Counts the properties of one event."""
-        entry = self._entries.get(name)
-        if entry is None:
-            entry = self._entries[name] = [0, PairCounts(), {}]
-        entry[0] += 1
-        # New entries are the only way a pair can be new to the batch (the C
-        # tally may also make one for an equal key held by another object).
-        if entry[1].add(properties):
-            first = entry[2]
-            for pair in zip(properties, map(type, properties.values()), strict=True):
-                if pair not in first:
-                    first[pair] = offset
+    def add_file(self, rank: int, path: str) -> None:
+        """Names the file of upload rank `rank`: records added with that rank were read from `path`."""
+        self._paths[rank] = path
 
-    def add(self, section: str, name: str, values: Mapping[str, Any], offset: int) -> None:
+    def add(self, section: str, name: str, values: Mapping[str, Any], rank: int, offset: int) -> None:
         """Counts one record: an event's properties (name: the event's), or a $set/$set_once value (name "")."""
         if section == EVENTS:
-            self.add_event(name, values, offset)
+            self._counts.add(name, values, rank, offset)
         elif section in SECTIONS and not name:
-            self.add_event((section,), values, offset)
+            # Under ("profiles",) and ("groups",), which no event name (a string) can be.
+            self._counts.add((section,), values, rank, offset)
         else:
             raise ValueError(f"no such schema key: {(section, name)!r}")
 
-    def add_update(self, section: str, operation: str, value: Any, offset: int) -> None:
+    def add_update(self, section: str, operation: str, value: Any, rank: int, offset: int) -> None:
         """Counts a profile or group update when its operation is $set or $set_once."""
         if operation in COUNTED_OPERATIONS and type(value) is dict:
-            self.add(section, "", value, offset)
+            self.add(section, "", value, rank, offset)
 
-    def partials(self, rank: int = 0, path: str = "", sign: int = 1) -> list[Partial]:
-        """What was counted, per schema key, with the first positions in file `path` of upload rank `rank`.
+    def __len__(self) -> int:
+        """(key, type) pairs held, all names: what the tally's memory grows with."""
+        return len(self._counts)
 
-        With sign -1 the counts are to subtract, and carry no positions.
+    def partials(self, sign: int = 1) -> list[Partial]:
+        """What was counted, per schema key, with the first position of each (key, type) pair.
+
+        Positions are given for the records of files named by add_file; with
+        sign -1 the counts are to subtract, and carry none.
         """
-        out = []
-        for name, (count, pairs, first) in self._entries.items():
-            schema_key = (name[0], "") if isinstance(name, tuple) else (EVENTS, name)
+        out: list[Partial] = []
+        paths = self._paths
+        for name, count, pairs in self._counts.results():
+            # Event names are strings; profiles and groups are counted under (section,).
+            schema_key = (name[0], "") if isinstance(name, tuple) else (EVENTS, cast(str, name))
             keys: dict[str, dict[str, int]] = {}
-            for (key, kind), n in pairs.counts().items():
-                keys.setdefault(key, {})[TYPE_NAMES[kind]] = sign * n
-            examples = (
-                {(key, TYPE_NAMES[kind]): (rank, offset, path) for (key, kind), offset in first.items()}
-                if sign > 0 and path
-                else {}
-            )
+            examples: dict[tuple[str, str], Position] = {}
+            for (key, kind), (n, rank, offset) in pairs.items():
+                type_name = TYPE_NAMES[kind]
+                keys.setdefault(key, {})[type_name] = sign * n
+                path = paths.get(rank)
+                if sign > 0 and path is not None:
+                    examples[key, type_name] = (rank, offset, path)
             out.append((schema_key, NameTypes(sign * count, keys, {}, examples)))
         return out
 
 
-def count_lines(lines: Iterable[bytes], section: str, sign: int = -1) -> list[Partial]:
-    """The type counts of written lines of one kind, to add (sign 1) or subtract (-1).
+def add_lines(tally: TypeTally, lines: Iterable[bytes], section: str) -> None:
+    """Counts written lines of one kind (re-parsed) into `tally`, without positions.
 
     The hook for every stage that removes records after validation: the
-    dedupe subtracts the events it supersedes, and any later filter can
-    subtract what it removes the same way. Lines are compact JSON as the
-    rules wrote them (events, or profile or group updates for `section`).
+    dedupe counts the events it supersedes, and any later filter what it
+    removes, in a tally whose partials it gives with sign -1. Lines are
+    compact JSON as the rules wrote them (events, or profile or group
+    updates for `section`).
     """
     if section not in SECTIONS:
         raise ValueError(f"section must be one of {SECTIONS}, got {section!r}")
-    tally = TypeTally()
     for line in lines:
         record = orjson.loads(line)
         if section == EVENTS:
-            tally.add_event(record["event"], record["properties"], 0)
+            tally.add_event(record["event"], record["properties"], 0, 0)
         else:
             for operation in COUNTED_OPERATIONS:
                 if operation in record:
-                    tally.add_update(section, operation, record[operation], 0)
-    return tally.partials(sign=sign)
+                    tally.add_update(section, operation, record[operation], 0, 0)
+
+
+def count_lines(lines: Iterable[bytes], section: str, sign: int = -1) -> list[Partial]:
+    """The type counts of written lines of one kind, to add (sign 1) or subtract (-1), without positions."""
+    tally = TypeTally()
+    add_lines(tally, lines, section)
+    return tally.partials(sign)
 
 
 # --- adding up --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from transforms.read import Batch
 from transforms.reasons import Reason
 from transforms.records import REJECTED_PREFIX, TOTALS, classify_batch
 from transforms.rules import RuleConfig
+from transforms.schema_bundle import BundleTypes
 
 # Output tags, read by attribute: outputs.events, outputs.profiles, ...
 EVENTS = "events"
@@ -38,17 +39,22 @@ class _ClassifyBatches(beam.DoFn):
         super().__init__()
         self._config = config
         self._privacy = privacy
-        self._count_types = count_types
+        self._types = BundleTypes(SCHEMA_COUNTS, sign=1) if count_types else None
         # The batch's tallies, also as Beam metrics: what the Dataflow UI shows while the job runs.
         self._counters = {name: Metrics.counter(METRICS_NAMESPACE, name) for name in TOTALS}
         for reason in Reason:
             name = REJECTED_PREFIX + reason.value
             self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
 
+    def start_bundle(self) -> None:
+        if self._types is not None:
+            self._types.start()
+
     def process(self, batch: Batch) -> Iterator[Any]:
         rank, path, offsets, lines = batch
+        types = self._types
         result = classify_batch(
-            rank, path, offsets, lines, self._config, self._privacy, count_types=self._count_types
+            rank, path, offsets, lines, self._config, self._privacy, None if types is None else types.tally
         )
         yield from result.events.items()
         if result.profiles is not None:
@@ -68,8 +74,12 @@ class _ClassifyBatches(beam.DoFn):
             yield pvalue.TaggedOutput(REJECT_EXAMPLES, (reason, examples))
         if result.duplicate_key_examples:
             yield pvalue.TaggedOutput(DUPLICATE_KEY_EXAMPLES, result.duplicate_key_examples)
-        for partial in result.schema:
-            yield pvalue.TaggedOutput(SCHEMA_COUNTS, partial)
+        if types is not None:
+            yield from types.full()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self._types is not None:
+            yield from self._types.finish()
 
 
 class ValidateAndSplit(beam.PTransform):
@@ -82,8 +92,9 @@ class ValidateAndSplit(beam.PTransform):
     per batch, the batch's first few) and `duplicate_key_examples`
     ([example] per batch: its first few accepted lines that gave a key
     twice), where an example is (rank, offset, records.line_example(...)),
-    and `schema_counts`, ((section, name), schema.NameTypes) per batch: the
-    types of its accepted records (none without count_types).
+    and `schema_counts`, ((section, name), schema.NameTypes): the types of
+    the accepted records, per bundle (transforms/schema_bundle.py; none
+    without count_types).
 
     Guarantees: every input line is counted in `tallies["lines"]` and ends in
     exactly one of: blank (counted), events, profiles, groups, rejects.
