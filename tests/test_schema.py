@@ -7,10 +7,12 @@ import orjson
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindow
 
 from pipeline.options import UsageError
 from pipeline.schema import CollectSchema, complete_schema, read_previous_schema
 from transforms import schema as sc
+from transforms import schema_bundle
 from transforms import schema_document as sd
 from transforms.dedupe import DeduplicateEvents
 from transforms.privacy import PrivacyConfig
@@ -507,6 +509,41 @@ def test_collect_schema_writes_exactly_the_types_of_the_written_records(rule_con
         # As the job's last step lays it out (WriteSummary).
         document = names | beam.combiners.ToList() | beam.Map(lambda items: sd.document_bytes(sd.document_of(items)))
         assert_that(document, equal_to([EXPECTED_SCHEMA]), label="CheckSchema")
+
+
+def test_partials_given_early_make_the_same_document(rule_config, monkeypatch):
+    # A tally gives its partials once it holds HELD_PAIRS pairs: with 3, after every
+    # element or so; the document is the same bytes.
+    monkeypatch.setattr(schema_bundle, "HELD_PAIRS", 3)
+    with TestPipeline(runner="FnApiRunner") as p:
+        split = p | beam.Create(_batches()) | ValidateAndSplit(rule_config, count_types=True)
+        deduped = split.events | DeduplicateEvents(1 << 30, count_types=True)
+        names = (split.schema_counts, deduped.schema_counts) | beam.Flatten() | CollectSchema()
+        document = names | beam.combiners.ToList() | beam.Map(lambda items: sd.document_bytes(sd.document_of(items)))
+        assert_that(document, equal_to([EXPECTED_SCHEMA]), label="CheckSchema")
+
+
+def test_bundle_types_give_partials_when_full_and_at_the_bundle_end(monkeypatch):
+    monkeypatch.setattr(schema_bundle, "HELD_PAIRS", 3)
+    types = schema_bundle.BundleTypes("schema_counts", sign=-1)
+    with pytest.raises(RuntimeError, match=r"start\(\) was not called"):
+        types.tally  # noqa: B018
+    types.start()
+    types.tally.add(sc.EVENTS, "A", {"a": 1, "b": "x"}, 0, 0)
+    assert list(types.full()) == []  # 2 pairs held
+    types.tally.add(sc.EVENTS, "B", {"a": 1}, 0, 1)
+    early = list(types.full())  # 3: given, and the tally starts again
+    assert [output.tag for output in early] == ["schema_counts"] * 2
+    assert [output.value for output in early] == [
+        ((sc.EVENTS, "A"), NameTypes(-1, {"a": {"integer": -1}, "b": {"string": -1}})),
+        ((sc.EVENTS, "B"), NameTypes(-1, {"a": {"integer": -1}})),
+    ]
+    types.tally.add(sc.EVENTS, "A", {"a": "y"}, 0, 2)
+    (end,) = types.finish()
+    assert end.tag == "schema_counts" and end.value.windows == (GlobalWindow(),)
+    assert end.value.value == ((sc.EVENTS, "A"), NameTypes(-1, {"a": {"string": -1}}))
+    with pytest.raises(ValueError, match="sign must be 1 or -1"):
+        schema_bundle.BundleTypes("schema_counts", sign=0)
 
 
 def test_collect_schema_of_nothing_is_an_empty_document():
