@@ -502,6 +502,11 @@ def test_collect_schema_writes_exactly_the_types_of_the_written_records(rule_con
     # event, and Signup counts 2 events. "plan" is a string once and an integer
     # once: a conflict, with the first line of each type. The string's first
     # line is the superseded one (positions are of accepted lines).
+    check_collected_schema(rule_config)
+
+
+def check_collected_schema(rule_config):
+    """Runs _batches() through the schema's stages and checks the document is EXPECTED_SCHEMA."""
     with TestPipeline(runner="FnApiRunner") as p:
         split = p | beam.Create(_batches()) | ValidateAndSplit(rule_config, count_types=True)
         deduped = split.events | DeduplicateEvents(1 << 30, count_types=True)
@@ -515,12 +520,7 @@ def test_partials_given_early_make_the_same_document(rule_config, monkeypatch):
     # A tally gives its partials once it holds HELD_PAIRS pairs: with 3, after every
     # element or so; the document is the same bytes.
     monkeypatch.setattr(schema_bundle, "HELD_PAIRS", 3)
-    with TestPipeline(runner="FnApiRunner") as p:
-        split = p | beam.Create(_batches()) | ValidateAndSplit(rule_config, count_types=True)
-        deduped = split.events | DeduplicateEvents(1 << 30, count_types=True)
-        names = (split.schema_counts, deduped.schema_counts) | beam.Flatten() | CollectSchema()
-        document = names | beam.combiners.ToList() | beam.Map(lambda items: sd.document_bytes(sd.document_of(items)))
-        assert_that(document, equal_to([EXPECTED_SCHEMA]), label="CheckSchema")
+    check_collected_schema(rule_config)
 
 
 def test_bundle_types_give_partials_when_full_and_at_the_bundle_end(monkeypatch):
