@@ -74,8 +74,9 @@ def _subset(excerpt, actual, where="") -> None:
         assert excerpt == actual, where
 
 
-def test_the_schema_excerpt_is_part_of_the_samples_real_schema(tmp_path):
-    block = SCHEMA_PAGE.split("<!-- schema-excerpt:", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+@pytest.mark.parametrize("page", [README, SCHEMA_PAGE], ids=["README.md", "docs/schema.md"])
+def test_the_schema_excerpt_is_part_of_the_samples_real_schema(tmp_path, page):
+    block = page.split("<!-- schema-excerpt:", 1)[1].split("```json", 1)[1].split("```", 1)[0]
     excerpt = orjson.loads(block)
     out = tmp_path / "out"
     assert run_cli("--input", str(SAMPLE / "*"), "--output", str(out), "--reference-time", "2024-02-01T00:00:00Z") == 0
