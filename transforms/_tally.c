@@ -44,7 +44,9 @@ typedef struct {
     Py_ssize_t pairs;    /* entries in use, all tables */
 } Tally;
 
-#define INITIAL_SLOTS 64
+/* A name's table starts small: a tally may gather a whole bundle's names, up to 100,000
+ * (schema.HELD_PAIRS), at 320 bytes each until they have more pairs. */
+#define INITIAL_SLOTS 8
 
 static size_t slot_of(PyObject *key, PyObject *type, size_t mask) {
     /* Objects are 16-byte aligned: the low bits of an address say nothing. */

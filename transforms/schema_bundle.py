@@ -3,11 +3,12 @@
 ValidateAndSplit counts the types of the records it accepts; DeduplicateEvents
 and ExcludeUsers count those they remove, to subtract. A partial count per
 event name per batch (or per dedupe shard) meant encoding and adding up
-thousands of them on their way to the combiner (about 1,500 per name-rich
-1M-line run); one tally held for the whole bundle gives one partial per name
-per bundle, and gives them early once it holds schema.HELD_PAIRS pairs, so its
-memory stays bounded. It is what Beam's combiner lifting does after the
-elements' encoding, done before it.
+thousands of them on their way to the combiner (1,190 for the 200,000-line
+benchmark corpus: 20 batches and 30 shards of some 24 names each). One tally
+held for the whole bundle gives one partial per name per bundle (48 there),
+and gives them early once it holds schema.HELD_PAIRS pairs, so its memory
+stays bounded (100,000 names of one pair each: 47 MB in the C tally). It is
+what Beam's combiner lifting does after the elements' encoding, done before it.
 """
 
 from collections.abc import Iterator
