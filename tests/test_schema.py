@@ -154,6 +154,8 @@ def test_a_tally_may_gather_batches_in_any_order(rule_config):
     assert counted.examples[("p", "string")] == (2, 40, "in/a.ndjson")
     assert counted.examples[("p", "integer")] == (5, 0, "in/b.ndjson")
     assert counted.examples[("distinct_id", "string")] == (2, 40, "in/a.ndjson")
+    with pytest.raises(ValueError, match="upload rank 2 is both 'in/a.ndjson' and 'in/c.ndjson'"):
+        classify_batch(2, "in/c.ndjson", [0], first, rule_config, types=tally)
 
 
 def test_count_lines_subtracts_what_the_batch_added(rule_config):

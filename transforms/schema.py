@@ -220,7 +220,9 @@ class TypeTally:
 
     def add_file(self, rank: int, path: str) -> None:
         """Names the file of upload rank `rank`: records added with that rank were read from `path`."""
-        self._paths[rank] = path
+        known = self._paths.setdefault(rank, path)
+        if known != path:
+            raise ValueError(f"upload rank {rank} is both {known!r} and {path!r} (a bug: a rank is one file)")
 
     def add(self, section: str, name: str, values: Mapping[str, Any], rank: int, offset: int) -> None:
         """Counts one record: an event's properties (name: the event's), or a $set/$set_once value (name "")."""
