@@ -12,6 +12,7 @@ import sys
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
+    DirectOptions,
     PipelineOptions,
     PortableOptions,
     StandardOptions,
@@ -20,6 +21,9 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+from apache_beam.portability.api import beam_provision_api_pb2
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
 from apache_beam.runners.runner import PipelineRunner, create_runner
 from apache_beam.transforms.environments import PythonLoopbackEnvironment
 from apache_beam.transforms.resources import resource_hints_from_options
@@ -68,6 +72,37 @@ def create_checked_runner(name: str) -> PipelineRunner:
         raise UsageError(f"--runner {name!r} cannot be loaded: {err}") from None
     if not isinstance(runner, PipelineRunner):
         raise UsageError(f"--runner {name!r} is not a PipelineRunner class")
+    return runner
+
+
+def runner_for(options: PipelineOptions) -> PipelineRunner:
+    """The runner to launch with: the one `--runner` names, and for FnApiRunner's worker processes, the options.
+
+    With --direct_running_mode=multi_processing, FnApiRunner starts its worker
+    processes with the pipeline options of its provision info, which it leaves
+    empty unless given: Beam's file systems there would know no
+    --s3_endpoint_url and no S3 keys, and the writes fail. Beam's own job
+    service gives its workers the options the same way.
+    """
+    runner = create_runner(options.view_as(StandardOptions).runner or DEFAULT_LOCAL_RUNNER)
+    if isinstance(runner, FnApiRunner) and options.view_as(DirectOptions).direct_running_mode == "multi_processing":
+        # Strings and booleans only: the options travel as a protobuf Struct, whose numbers
+        # are doubles, and a worker refuses "2.0" for an int option (and then never starts).
+        # Workers take their settings from their stages; numbers are none of their stores'.
+        given = options.get_all_options(drop_default=True, retain_unknown_options=True)
+        kept = {
+            name: value
+            for name, value in given.items()
+            if isinstance(value, (str, bool)) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        }
+        return FnApiRunner(
+            provision_info=ExtendedProvisionInfo(
+                beam_provision_api_pb2.ProvisionInfo(
+                    retrieval_token="unused-retrieval-token",
+                    pipeline_options=PipelineOptions.from_dictionary(kept).to_runner_api(),
+                )
+            )
+        )
     return runner
 
 

@@ -584,10 +584,10 @@ def test_an_object_replaced_after_listing_fails_the_run_or_is_skipped(store, mon
 
 
 def test_worker_processes_read_objects_with_the_pipelines_options(s3, tmp_path):
-    """--direct_running_mode multi_processing: FnApiRunner gives its worker processes no
-    pipeline options (Beam's FileSystems there know no --s3_endpoint_url and no keys), so
+    """--direct_running_mode multi_processing: FnApiRunner alone gives its worker processes no
+    pipeline options (Beam's FileSystems there would know no --s3_endpoint_url and no keys);
     the readers carry the options themselves. A gzip object named .json is read by content
-    there too. (The output is local: Beam's own S3 writer in those processes has no keys.)"""
+    there too."""
     s3.upload("in/a.ndjson", b"\n".join(GOOD) + b"\n", T0)
     s3.upload("in/b.json", gzip.compress(b"\n".join(VICTIM) + b"\n", mtime=0), T0 + 10)
     done = run_cli_process(
@@ -599,6 +599,22 @@ def test_worker_processes_read_objects_with_the_pipelines_options(s3, tmp_path):
     summary = orjson.loads((tmp_path / "out" / "_SUMMARY.json").read_bytes())
     assert summary["input"]["lines"] == len(GOOD) + len(VICTIM)
     assert summary["output"]["events"] == len(GOOD) + len(VICTIM) and summary["output"]["rejected"] == 0
+
+
+def test_worker_processes_write_objects_with_the_pipelines_options(s3, tmp_path):
+    """--direct_running_mode multi_processing with an S3 output and the keys as flags: the
+    workers' own S3 file system writes the files, so it must be given the options (endpoint,
+    keys) the run was given, as Beam's job service gives them its workers."""
+    s3.upload("in/a.ndjson", b"\n".join(GOOD) + b"\n", T0)
+    done = run_cli_process(
+        "--input", s3.url("in/*"), "--output", s3.url("out"), "--reference-time", REF, *s3.args,
+        "--direct_running_mode", "multi_processing", "--direct_num_workers", "2",
+    )
+    assert done.returncode == 0, done.stderr
+    written = s3.read_all("out/")
+    summary = orjson.loads(written["_SUMMARY.json"])
+    assert summary["passed"] is True and summary["output"]["events"] == len(GOOD)
+    assert "_SUCCESS" in written
 
 
 # --- refused before any work, in one readable line ------------------------------------------
