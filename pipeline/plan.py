@@ -21,6 +21,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineRunner
 
 from pipeline.inputs import InputSelection, select_inputs
 from pipeline.lock import OutputLock
@@ -45,6 +46,7 @@ from pipeline.runner_guards import (
     choose_runner,
     create_checked_runner,
     is_dry_run,
+    launch_runner,
 )
 from pipeline.schema import read_previous_schema
 from transforms.privacy import exclusion_buckets
@@ -67,7 +69,12 @@ def estimated_bytes(files: Sequence[InputFile]) -> int:
 
 
 def make_options(argv: Sequence[str], today: date) -> PipelineOptions:
-    """Parses argv, defaulting to the in-process runner, and checks it.
+    """The checked options of a command line (see checked_launch)."""
+    return checked_launch(argv, today)[0]
+
+
+def checked_launch(argv: Sequence[str], today: date) -> tuple[PipelineOptions, PipelineRunner]:
+    """Parses argv, defaulting to the in-process runner, and checks it; gives the options and the runner.
 
     Everything Beam would refuse later, with a usage dump, a traceback or
     only a warning, is refused here first, before any work: bad option
@@ -78,6 +85,10 @@ def make_options(argv: Sequence[str], today: date) -> PipelineOptions:
     Args:
       argv: the command line, without the program's name.
       today: the UTC date at launch: what `{date}` stands for without --run-date.
+
+    Returns:
+      The options, and the runner to launch with: the one --runner named,
+      created once, here (runner_guards.launch_runner).
 
     Raises:
       UsageError: naming the option and what is wrong with it.
@@ -110,7 +121,7 @@ def make_options(argv: Sequence[str], today: date) -> PipelineOptions:
     check_beam_options(options, created)
     if given is not None and runner != given:  # DirectRunner given
         _LOG.info("running DirectRunner's batch engine, %s, without trying Prism", runner)
-    return options
+    return options, launch_runner(created, options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +131,7 @@ class LaunchPlan:
     Attributes:
       options: the checked options, placeholders resolved; they also
         configure Beam's filesystems and the store clients.
+      runner: the runner the job runs on (plan.checked_launch).
       launched_at: the launch instant (UNIX seconds), the one reading of the clock.
       run_id: "<UTC time of launched_at>-<8 random hex digits>".
       reference_time: --reference-time, or launched_at, in UNIX seconds.
@@ -140,6 +152,7 @@ class LaunchPlan:
     """
 
     options: PipelineOptions
+    runner: PipelineRunner
     launched_at: float
     run_id: str
     reference_time: int
@@ -197,7 +210,7 @@ def plan_launch(argv: Sequence[str], *, collect_schema: bool = True, now: float 
       OutputError: the output location cannot be taken.
     """
     launched_at = time.time() if now is None else now
-    options = make_options(argv, datetime.fromtimestamp(launched_at, timezone.utc).date())
+    options, runner = checked_launch(argv, datetime.fromtimestamp(launched_at, timezone.utc).date())
     own = options.view_as(PrepOptions)
     # Beam's filesystems take their settings (--s3_endpoint_url, credentials)
     # from here; Pipeline() sets them too, but the listing comes first.
@@ -234,6 +247,7 @@ def plan_launch(argv: Sequence[str], *, collect_schema: bool = True, now: float 
     )
     return LaunchPlan(
         options=options,
+        runner=runner,
         launched_at=launched_at,
         run_id=run_id,
         reference_time=reference,

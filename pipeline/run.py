@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.lock import held_locks
 from pipeline.plan import LaunchPlan, plan_launch
-from pipeline.runner_guards import is_dry_run, runner_for
+from pipeline.runner_guards import is_dry_run
 from pipeline.schema import CollectSchema
 from pipeline.stores import opener_factory
 from pipeline.summary import CollectReportFigures, MergeTallies, WriteSummary
@@ -130,7 +130,7 @@ def launch(plan: LaunchPlan) -> beam.runners.runner.PipelineResult:
     last step (which removes the output's lock, plan.lock), or this raise,
     the caller ends the lock: see pipeline.lock.held_locks().
     """
-    pipeline = beam.Pipeline(runner=runner_for(plan.options), options=plan.options)
+    pipeline = beam.Pipeline(runner=plan.runner, options=plan.options)
     try:
         build(pipeline, plan)
     except BaseException:

@@ -75,8 +75,8 @@ def create_checked_runner(name: str) -> PipelineRunner:
     return runner
 
 
-def runner_for(options: PipelineOptions) -> PipelineRunner:
-    """The runner to launch with: the one `--runner` names, and for FnApiRunner's worker processes, the options.
+def launch_runner(runner: PipelineRunner, options: PipelineOptions) -> PipelineRunner:
+    """The runner to launch with: `runner` (as --runner created it), given the options its workers need.
 
     With --direct_running_mode=multi_processing, FnApiRunner starts its worker
     processes with the pipeline options of its provision info, which it leaves
@@ -84,26 +84,26 @@ def runner_for(options: PipelineOptions) -> PipelineRunner:
     --s3_endpoint_url and no S3 keys, and the writes fail. Beam's own job
     service gives its workers the options the same way.
     """
-    runner = create_runner(options.view_as(StandardOptions).runner or DEFAULT_LOCAL_RUNNER)
-    if isinstance(runner, FnApiRunner) and options.view_as(DirectOptions).direct_running_mode == "multi_processing":
-        # Strings and booleans only: the options travel as a protobuf Struct, whose numbers
-        # are doubles, and a worker refuses "2.0" for an int option (and then never starts).
-        # Workers take their settings from their stages; numbers are none of their stores'.
-        given = options.get_all_options(drop_default=True, retain_unknown_options=True)
-        kept = {
-            name: value
-            for name, value in given.items()
-            if isinstance(value, (str, bool)) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-        }
-        return FnApiRunner(
-            provision_info=ExtendedProvisionInfo(
-                beam_provision_api_pb2.ProvisionInfo(
-                    retrieval_token="unused-retrieval-token",
-                    pipeline_options=PipelineOptions.from_dictionary(kept).to_runner_api(),
-                )
+    multi_processing = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    if not (isinstance(runner, FnApiRunner) and multi_processing):
+        return runner
+    # Strings and booleans only: the options travel as a protobuf Struct, whose numbers
+    # are doubles, and a worker refuses "2.0" for an int option (and then never starts).
+    # Workers take their settings from their stages; numbers are none of their stores'.
+    given = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    kept = {
+        name: value
+        for name, value in given.items()
+        if isinstance(value, (str, bool)) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    }
+    return FnApiRunner(
+        provision_info=ExtendedProvisionInfo(
+            beam_provision_api_pb2.ProvisionInfo(
+                retrieval_token="unused-retrieval-token",
+                pipeline_options=PipelineOptions.from_dictionary(kept).to_runner_api(),
             )
         )
-    return runner
+    )
 
 
 def check_beam_options(options: PipelineOptions, runner: PipelineRunner) -> None:

@@ -7,9 +7,10 @@ its own (conftest's beam_temp_dirs) and looks at what is left in it.
 
 import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from e2e import write_input
-from pipeline import run
+from pipeline import run, runner_guards
 from pipeline.plan import plan_launch
 
 LINE = b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u"}}'
@@ -40,3 +41,46 @@ def test_a_job_refused_while_it_is_wired_leaves_no_temp_dir(plan, beam_temp_dirs
 def test_a_job_that_runs_leaves_no_temp_dir(plan, beam_temp_dirs):
     assert run.launch(plan).wait_until_finish() == "DONE"
     assert beam_temp_dirs() == []
+
+
+def test_the_job_runs_on_the_runner_the_plan_created(tmp_path, monkeypatch):
+    # --runner is created once, when the launch is checked; the job runs on that runner.
+    created = []
+    real = runner_guards.create_runner
+
+    def counted(name):
+        created.append(real(name))
+        return created[-1]
+
+    monkeypatch.setattr(runner_guards, "create_runner", counted)
+    write_input(tmp_path / "in" / "a.ndjson", [LINE])
+    made = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out")])
+    ran_on = []
+
+    def build(pipeline, plan):
+        ran_on.append(pipeline.runner)
+        _ = pipeline | "Start" >> beam.Create([1])
+
+    monkeypatch.setattr(run, "build", build)
+    try:
+        assert run.launch(made).wait_until_finish() == "DONE"
+    finally:
+        if made.lock.holds():
+            made.lock.release()
+    assert len(created) == 1
+    assert ran_on == [made.runner] == created
+
+
+def test_multi_processing_workers_get_the_runs_options(tmp_path):
+    # FnApiRunner's worker processes take their options from its provision info.
+    write_input(tmp_path / "in" / "a.ndjson", [LINE])
+    made = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"),
+                        "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"])
+    try:
+        given = made.runner._provision_info.provision_info.pipeline_options
+        workers = PipelineOptions.from_runner_api(given).get_all_options(retain_unknown_options=True)
+    finally:
+        made.lock.release()
+    assert workers["input"] == [str(tmp_path / "in" / "*")]
+    assert workers["output"] == str(tmp_path / "out")
+    assert workers["direct_running_mode"] == "multi_processing"
