@@ -88,7 +88,8 @@ def checked_launch(argv: Sequence[str], today: date) -> tuple[PipelineOptions, P
 
     Returns:
       The options, and the runner to launch with: the one --runner named,
-      created once, here (runner_guards.launch_runner).
+      created here and nowhere else; for multi_processing, a FnApiRunner
+      that gives its workers the options (runner_guards.launch_runner).
 
     Raises:
       UsageError: naming the option and what is wrong with it.
