@@ -10,7 +10,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    _BeamArgumentParser,
+)
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 
 from pipeline.inputs import UPLOAD_ORDERS
@@ -429,6 +434,32 @@ def check_options(opts: PrepOptions) -> None:
             "--direct_running_mode=multi_threading is refused: Beam 2.77 loses data in "
             "that mode; use in_memory (default) or multi_processing"
         )
+    check_experiments(opts.view_as(DebugOptions).experiments or [])
+
+
+def check_experiments(experiments: Sequence[str]) -> None:
+    """Refuses the Beam experiment that turns on a data-plane flush which loses data.
+
+    data_buffer_time_limit_ms=N makes Beam's SDK workers (local ones and
+    Dataflow's alike) also flush their output on a timer, from a thread that
+    clears what the worker writes while it sends (runner_guards.untime_data_plane).
+
+    Raises:
+      UsageError: naming the experiment.
+    """
+    prefix = "data_buffer_time_limit_ms="  # matched as Beam's workers match it
+    for experiment in experiments:
+        if not experiment.startswith(prefix):
+            continue
+        value = experiment.removeprefix(prefix)
+        if not re.fullmatch(r"-?\d+", value.strip()):
+            # Beam's workers would fail to start on it, and a local run then hangs.
+            raise UsageError(f"--experiments {experiment}: {value!r} is not a whole number of milliseconds")
+        if int(value) > 0:
+            raise UsageError(
+                f"--experiments {experiment} is refused: Beam 2.77's timed data-plane flush "
+                "drops data written while it flushes; leave it out (size-only flushing is the default)"
+            )
 
 
 def property_names(values: Sequence[str] | None) -> list[str]:

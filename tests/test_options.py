@@ -101,10 +101,32 @@ VALID = ["--input", "/raw/*.json", "--output", "/out"]
         pytest.param(VALID + ["--max-file-mb", "2000", "--max-reject-ratio", "1"], id="largest_limits"),
         pytest.param(VALID + ["--direct_running_mode=multi_processing"], id="multi_processing"),
         pytest.param(VALID + ["--direct_running_mode=in_memory"], id="in_memory"),
+        pytest.param(VALID + ["--experiments", "data_buffer_time_limit_ms=0"], id="untimed_data_plane"),
+        pytest.param(VALID + ["--experiments", "use_runner_v2", "--experiments", "beam_fn_api"],
+                     id="other_experiments"),
     ],
 )
 def test_check_options_accepts(argv):
     check_options(PipelineOptions(argv).view_as(PrepOptions))
+
+
+@pytest.mark.parametrize(
+    "experiment, message",
+    [
+        pytest.param("data_buffer_time_limit_ms=1000",
+                     "--experiments data_buffer_time_limit_ms=1000 is refused: Beam 2.77's timed data-plane "
+                     "flush drops data written while it flushes; leave it out (size-only flushing is the default)",
+                     id="timed"),
+        pytest.param("data_buffer_time_limit_ms=1s",
+                     "--experiments data_buffer_time_limit_ms=1s: '1s' is not a whole number of milliseconds",
+                     id="not_a_number"),
+    ],
+)
+def test_the_experiment_that_times_the_data_plane_is_refused(experiment, message):
+    # Beam's workers would flush on a timer that drops data (runner_guards.untime_data_plane).
+    with pytest.raises(UsageError) as raised:
+        check_options(PipelineOptions(VALID + ["--experiments", experiment]).view_as(PrepOptions))
+    assert str(raised.value) == message
 
 
 @pytest.mark.parametrize(
