@@ -535,16 +535,25 @@ def _finish(out: Path, run_id: str, written: list) -> list:
     return list(finish.process(written, tallies, [], {}))
 
 
+def _write_bundle(writer: _WriteShard, elements: list) -> list:
+    """One bundle of the write stage, as a runner runs it: the files of process and finish_bundle."""
+    writer.start_bundle()
+    written = [output for element in elements for output in writer.process(element)]
+    return written + [windowed.value for windowed in writer.finish_bundle()]
+
+
 def _write_all(out: Path, run_id: str, attempts: int) -> list:
-    """Runs the write stage as a runner would, each DoFn call made `attempts` times."""
+    """Runs the write stage as a runner would, each bundle (one shard) run `attempts` times."""
     temp = temp_root(str(out), run_id)
     writer = _WriteShard(temp, True, 400)  # small files: each shard is cut into several
+    writer.setup()
     by_route: dict = {}
     for element in _shards():
         for _ in range(attempts):
-            temps = list(writer.process(element))
+            temps = _write_bundle(writer, [element])
         for route, temp_file in temps:
             by_route.setdefault(route, []).append(temp_file)
+    writer.teardown()
     namer = _NameFiles(str(out), True)
     written = []
     for route, temps in sorted(by_route.items()):
@@ -572,7 +581,9 @@ def test_a_move_interrupted_halfway_completes_when_retried(tmp_path):
     out, clean = tmp_path / "out", tmp_path / "clean"
     expected = _write_all(clean, "run-2", attempts=1)
     writer = _WriteShard(temp_root(str(out), "run-2"), True, 400)
-    temps = [t for element in _shards()[:2] for _, t in writer.process(element)]
+    writer.setup()
+    temps = [t for _, t in _write_bundle(writer, _shards()[:2])]
+    writer.teardown()
     ordered = sorted(temps)
     # The first attempt died after moving the first half of the files into place.
     for i, temp in enumerate(ordered[: len(ordered) // 2]):

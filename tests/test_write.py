@@ -2,13 +2,17 @@
 
 import gzip
 import os
+import time
+from concurrent.futures import Future
 
 import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.write import WritePartitions, WrittenFile, move_files, write_lines
+import transforms.write
+from transforms import FileAccessError
+from transforms.write import WritePartitions, WrittenFile, _WriteShard, move_files, write_lines
 
 DAY1 = "events/day=2024-01-01"
 DAY2 = "events/day=2024-01-02"
@@ -213,6 +217,88 @@ def test_write_partitions_gzip_bytes_identical_across_runs(tmp_path, two_days_pr
     for data in first.values():
         assert data[4:8] == b"\x00\x00\x00\x00"  # gzip MTIME field: 0
         assert data[3] & 0x08 == 0  # FLG.FNAME unset: no file name stored
+
+
+# files written by threads ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pending_bytes", [0, 20, 1 << 30], ids=["wait-each", "some-waiting", "all-at-bundle-end"])
+def test_write_partitions_outputs_every_file_once_however_many_wait(
+    tmp_path, two_days_profiles_rejects, monkeypatch, pending_bytes
+):
+    """Files are output by process() once written, or by finish_bundle(): the same files either way."""
+    monkeypatch.setattr(transforms.write, "PENDING_BYTES", pending_bytes)
+    out_dir = str(tmp_path / "out")
+    with TestPipeline(runner="FnApiRunner") as p:
+        written = p | beam.Create(two_days_profiles_rejects) | WritePartitions(out_dir, RUN_ID, "gzip", 1 << 20)
+        assert_that(written, equal_to(expected_written(".ndjson.gz")), label="CheckWrittenFiles")
+    on_disk = files_under(out_dir)
+    assert {name: lines_of(data, True) for name, data in on_disk.items()} == {
+        name + ".ndjson.gz": lines for name, lines in EXPECTED_LINES.items()
+    }
+
+
+def one_line_files(shard, count):
+    """A shard of DAY1 with `count` lines "s<shard>-line<i>", each its own file at max_file_bytes 9."""
+    return (DAY1, shard), [(0, list(range(count)), k(0) * count, [line(f"s{shard}-line{i}") for i in range(count)])]
+
+
+def _bundle_outputs(writer, elements):
+    """(files output by process(), files output by finish_bundle()) of one bundle."""
+    writer.start_bundle()
+    by_process = [temp for element in elements for _, temp in writer.process(element)]
+    return by_process, [windowed.value[1] for windowed in writer.finish_bundle()]
+
+
+def test_a_file_is_output_only_once_written_and_at_most_pending_bytes_wait(tmp_path, monkeypatch):
+    """Each shard here is 10 files of 9 bytes (a line each); PENDING_BYTES bounds what waits unwritten."""
+    shards = [one_line_files(s, 10) for s in range(3)]
+    for pending_bytes, most_waiting in ((0, 0), (45, 5), (1 << 30, 30)):
+        monkeypatch.setattr(transforms.write, "PENDING_BYTES", pending_bytes)
+        writer = _WriteShard(str(tmp_path / f"temp-{pending_bytes}"), False, 9)
+        writer.setup()
+        by_process, by_finish = _bundle_outputs(writer, shards)
+        writer.teardown()
+        # A file written in time is output by process() even when it could have waited.
+        assert len(by_finish) <= most_waiting and len(by_process) + len(by_finish) == 30
+        assert sorted(by_process + by_finish) == by_process + by_finish, "files are output in the order written"
+        for temp in by_process + by_finish:
+            with open(temp.temp_path, "rb") as handle:
+                assert handle.read() == f"s{temp.shard}-line{temp.number}\n".encode()
+
+
+def test_a_file_that_cannot_be_written_fails_the_bundle_and_no_write_goes_on_after_it(tmp_path, monkeypatch):
+    """The error names the file; the files queued behind it are cancelled or finished before it is raised
+    (a retried bundle writes the same names: nothing of the failed attempt may still be writing)."""
+    monkeypatch.setattr(transforms.write, "PENDING_BYTES", 1 << 30)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    (temp / "rejects").write_text("a file where the rejects' folder should be")
+    write = transforms.write.write_lines
+
+    def slow_write(path, lines, compressed):  # the failing file fails late, the others queue behind it
+        time.sleep(0.5 if "rejects" in path else 0.01)
+        return write(path, lines, compressed)
+
+    monkeypatch.setattr(transforms.write, "write_lines", slow_write)
+    writer = _WriteShard(str(temp), False, 9)
+    writer.setup()
+    submitted: list[Future] = []
+    submit = writer._pool.submit
+
+    def recorded(*args):
+        submitted.append(submit(*args))
+        return submitted[-1]
+
+    writer._pool.submit = recorded
+    rejects = (("rejects", 0), [(0, [0], b"", [line("reject-1")])])
+    many = [one_line_files(s, 50) for s in range(20)]
+    with pytest.raises(FileAccessError, match=r"temp/rejects/shard-00000-00000: cannot be written \(.+\)"):
+        _bundle_outputs(writer, [rejects, *many])
+    assert len(submitted) == 1 + 20 * 50
+    assert all(future.done() for future in submitted)
+    assert sum(future.cancelled() for future in submitted) > 900, "the queue behind the failed file was left to run"
+    writer.teardown()
 
 
 # write_lines and move_files -----------------------------------------------------------
