@@ -3,33 +3,28 @@
 
 import gzip
 import logging
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 from apache_beam.typehints.decorators import no_annotations
-from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import METRICS_NAMESPACE, FileAccessError, os_error_text, pause_point
 from transforms.batches import RecordBatch
 from transforms.layout import check_route, order_for_writing, part_name, split_into_files
 from transforms.shard import Shard, ShardKey
+from transforms.threads import OnThreads
 
 _LOG = logging.getLogger(__name__)
 COMPRESSIONS = ("gzip", "none")
 TEMP_FOLDER = "_temporary"
 _WRITE_SLICE = 4 << 20  # join and write about this many bytes at a time
 GZIP_LEVEL = 6  # zlib's default: most of level 9's size at a third of its CPU
-# Files are compressed and written by threads while the stage goes on with the next shard:
-# zlib, crc32 and file writes release the GIL, so a second core does the gzip. At most
-# WRITE_THREADS files at once, and no more than PENDING_BYTES (uncompressed) waiting.
-WRITE_THREADS = 2
+# Files are compressed and written by threads while the stage goes on with the next shard
+# (zlib, crc32 and file writes release the GIL): no more than this many bytes (uncompressed) wait.
 PENDING_BYTES = 64 << 20
 
 
@@ -107,81 +102,42 @@ def move_files(sources: list[str], destinations: list[str]) -> None:
         pause_point("move")
 
 
-class _Pending(NamedTuple):
-    route: str
-    file: _TempFile  # its bytes counted before writing, as write_lines will count them
-    written: Future[int]
+def _write_file(route: str, temp: _TempFile, lines: list[bytes], compressed: bool) -> tuple[str, _TempFile]:
+    try:
+        write_lines(temp.temp_path, lines, compressed)
+    except OSError as err:  # a full disk, a lost permission: the user's to fix
+        raise FileAccessError(f"{temp.temp_path}: cannot be written ({os_error_text(err)})") from err
+    return route, temp
 
 
-class _WriteShard(beam.DoFn):
-    """Writes each shard's files on a pool of threads; a file is output once it is complete.
+class _WriteShard(OnThreads):
+    """Orders each shard and cuts it into files, which threads compress and write (threads.OnThreads).
 
-    The bundle ends (finish_bundle) only when all its files are written, so a
-    runner never commits a bundle whose files are unfinished.
+    A file is output once it is complete, at most PENDING_BYTES (uncompressed) wait.
     """
 
     def __init__(self, temp_dir: str, compressed: bool, max_file_bytes: int) -> None:
-        super().__init__()
+        super().__init__(waiting=PENDING_BYTES)
         self._temp_dir = temp_dir
         self._compressed = compressed
         self._max_file_bytes = max_file_bytes
         self._files = Metrics.counter(METRICS_NAMESPACE, "files_written")
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[_Pending] = deque()
-        self._pending_bytes = 0
-
-    def setup(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="write-files")
-
-    def start_bundle(self) -> None:
-        self._abandon()  # what a failed bundle before this one left, if anything
 
     def process(self, element: tuple[ShardKey, Iterable[RecordBatch]]) -> Iterator[tuple[str, _TempFile]]:
         (route, shard), batches = element
         check_route(route)
-        assert self._pool is not None, "setup() runs before any bundle"
         lines, keys = order_for_writing(route, batches)
         for index, part in enumerate(split_into_files(lines, keys, self._max_file_bytes)):
             # Deterministic names: a retried bundle overwrites its own files.
             temp_path = FileSystems.join(self._temp_dir, route, f"shard-{shard:05d}-{index:05d}")
-            size = sum(map(len, part)) + len(part)
-            written = self._pool.submit(write_lines, temp_path, part, self._compressed)
-            self._pending.append(_Pending(route, _TempFile(shard, index, temp_path, len(part), size), written))
-            self._pending_bytes += size
-            yield from self._complete(keep_bytes=PENDING_BYTES)
+            size = sum(map(len, part)) + len(part)  # as write_lines counts it
+            temp = _TempFile(shard, index, temp_path, len(part), size)
+            yield from self.submit(size, _write_file, route, temp, part, self._compressed)
 
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for output in self._complete(keep_bytes=0):
-            yield GlobalWindows.windowed_value(output)
-
-    def teardown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _complete(self, keep_bytes: int) -> Iterator[tuple[str, _TempFile]]:
-        """Waits for the oldest files until at most `keep_bytes` wait, and outputs every file done."""
-        while self._pending and (self._pending_bytes > keep_bytes or self._pending[0].written.done()):
-            route, temp, written = self._pending.popleft()
-            self._pending_bytes -= temp.bytes
-            try:
-                written.result()
-            except OSError as err:  # a full disk, a lost permission: the user's to fix
-                self._abandon()
-                raise FileAccessError(f"{temp.temp_path}: cannot be written ({os_error_text(err)})") from err
-            except BaseException:
-                self._abandon()
-                raise
-            self._files.inc()
-            pause_point("write")
-            yield route, temp
-
-    def _abandon(self) -> None:
-        """A failed bundle leaves no thread writing behind it (a retry may write the same names)."""
-        for pending in self._pending:
-            pending.written.cancel()
-        wait([pending.written for pending in self._pending])
-        self._pending.clear()
-        self._pending_bytes = 0
+    def outputs(self, result: tuple[str, _TempFile]) -> Iterator[tuple[str, _TempFile]]:
+        self._files.inc()
+        pause_point("write")
+        yield result
 
 
 class _NameFiles(beam.DoFn):
