@@ -11,8 +11,9 @@ Two profilers, one set of stages (STAGES), so that their figures line up:
   cProfile (deterministic: exact call counts, but every Python call costs
   ~0.2-0.5 µs more, which inflates call-heavy code): runs the CLI in this
   process (the in-memory FnApiRunner executes bundles in the calling thread)
-  and groups what it measured. It sees that thread only: packing and writing
-  files run on threads (transforms/threads.py), which only py-spy sees:
+  and groups what it measured. It sees that thread only: the files are
+  compressed and written on threads (transforms/threads.py), which only
+  py-spy sees:
       python benchmarks/profile_stages.py cprofile -- --input 'DATA/*' \\
           --output OUT --reference-time T
 

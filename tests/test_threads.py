@@ -1,4 +1,4 @@
-"""Tests of transforms/threads.py: DoFns whose work runs on threads."""
+"""Tests of transforms/threads.py: DoFns whose work runs on threads (the writer of write.py is one)."""
 
 import threading
 import time
@@ -8,7 +8,18 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.threads import MapOnThreads
+from transforms.threads import OnThreads
+
+
+class MapOnThreads(OnThreads):
+    """beam.Map(function) with the function run on threads: the smallest OnThreads."""
+
+    def __init__(self, function, waiting, threads=2):
+        super().__init__(waiting, threads)
+        self._function = function
+
+    def process(self, element):
+        yield from self.submit(1, self._function, element)
 
 
 def square(n):

@@ -13,11 +13,7 @@ from transforms.batches import (
     split_batch,
     unpack,
 )
-from transforms.threads import MapOnThreads
 
-# Batches are packed on threads (zstd releases the GIL) while the stage classifies the next
-# ones; at most this many wait unpacked.
-PACKS_WAITING = 4
 RouteBatch = tuple[str, RecordBatch]
 ShardKey = tuple[str, int]
 # One shard of a route, every record of it, in batches: what GroupIntoShards gives.
@@ -88,12 +84,12 @@ class GroupIntoShards(beam.PTransform):
 
     def expand(self, batches: beam.PCollection[RouteBatch]) -> beam.PCollection[Shard]:
         if self._single_shard:
-            keyed = batches | "KeyBySingleShard" >> beam.ParDo(MapOnThreads(_key_by_single_shard, PACKS_WAITING))
+            keyed = batches | "KeyBySingleShard" >> beam.Map(_key_by_single_shard)
             return keyed | "GroupShards" >> beam.GroupByKey() | "UnpackShards" >> beam.Map(_unpack_all)
         # Packed first, in the stage that makes the batches: KeyByShard waits
         # for the sizes (a side input), so the runner stores its whole input
         # until then, and packed it is several times smaller.
-        packed = batches | "PackBatches" >> beam.ParDo(MapOnThreads(_pack_with_size, PACKS_WAITING))
+        packed = batches | "PackBatches" >> beam.Map(_pack_with_size)
         route_bytes = (
             packed
             | "MeasureBatches" >> beam.Map(_route_size)

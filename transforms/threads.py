@@ -83,14 +83,3 @@ class OnThreads(beam.DoFn):
         wait([future for future, _ in self._queue])
         self._queue.clear()
         self._weight = 0
-
-
-class MapOnThreads(OnThreads):
-    """beam.Map(function) with `function` run on threads; outputs in no given order across bundles."""
-
-    def __init__(self, function: Callable[[Any], Any], waiting: int, threads: int = THREADS) -> None:
-        super().__init__(waiting, threads)
-        self._function = function
-
-    def process(self, element: Any) -> Iterator[Any]:
-        yield from self.submit(1, self._function, element)
