@@ -118,10 +118,11 @@ def untime_data_plane() -> None:
     buffer, queues it and only then clears it, while the runner goes on
     writing into it: a chunk written in between is cleared unsent. With two
     worker processes on the 3M-line bench corpus that dropped one worker's
-    last 8.8 MB message of packed batches, in about 1 run in 12 (the books
-    check refused each such run). The timer only bounds the latency of
-    streaming jobs; SDK workers flush by size only unless an experiment says
-    otherwise, which check_options refuses.
+    last 8.8 MB message of packed batches in about 1 run in 12 with the
+    writer's threads, and in 2 runs of 2 without them with the timer at
+    1 ms (the books check refused each such run). The timer only bounds the
+    latency of streaming jobs; SDK workers flush by size only unless an
+    experiment says otherwise, which check_options refuses.
     """
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
 

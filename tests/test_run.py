@@ -3,6 +3,8 @@
 Pipeline() makes a local temp dir (beam-pipeline-temp*) that only
 Pipeline.run() removes. Each test points this process's temp dir at one of
 its own (conftest's beam_temp_dirs) and looks at what is left in it.
+Then the runner a launch runs on: the one the plan created, giving worker
+processes the run's options and their input without Beam's timed flush.
 """
 
 import threading
