@@ -19,7 +19,10 @@ which calls the emulator's own entry point after two test-only adjustments:
   as GCS documents: a failed precondition is `412 Precondition Failed`
   (`ifGenerationMatch=0` means "only if absent"), a read of a generation that
   is no longer the live one is `404`. moto's S3 server honours `If-None-Match`
-  and `If-Match` on its own.
+  and `If-Match` on its own, but checks them and then writes, on the thread of
+  each request: a delete in between let a put `If-Match` re-create the object
+  (9 of 500 tries), where S3 refuses it. The harness runs moto's puts and
+  deletes one at a time, so each condition holds for the write it guards.
 """
 
 import os
@@ -33,6 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 START_SECONDS = 30.0  # deadline for a server to answer
@@ -236,11 +240,25 @@ def _check_gcs_preconditions() -> None:
 
 
 def _run_s3(port: str, clock_file: str) -> None:
+    import threading  # noqa: PLC0415
+
     import moto.s3.models  # noqa: PLC0415
+    from moto.s3.responses import S3Response  # noqa: PLC0415
     from moto.server import main  # noqa: PLC0415
 
     now = _clock(clock_file)
     moto.s3.models.utcnow = lambda: now().replace(tzinfo=None)  # moto keeps naive UTC
+    one_at_a_time = threading.Lock()
+
+    def serialised(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def handle(*args: Any, **kwargs: Any) -> Any:
+            with one_at_a_time:
+                return handler(*args, **kwargs)
+
+        return handle
+
+    for name in ("put_object", "delete_object"):
+        setattr(S3Response, name, serialised(getattr(S3Response, name)))
     main(["-H", HOST, "-p", port])
 
 
