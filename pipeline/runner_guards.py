@@ -78,18 +78,18 @@ def create_checked_runner(name: str) -> PipelineRunner:
 def launch_runner(runner: PipelineRunner, options: PipelineOptions) -> PipelineRunner:
     """The runner to launch with: `runner` (as --runner created it), given the options its workers need.
 
-    For FnApiRunner, the data it sends worker processes is first made to
-    flush by size only (untime_data_plane). With
+    First, whatever the runner, the FnApiRunner machinery in this process
+    (FnApiRunner itself, Beam's job service under --job_endpoint embed) is
+    made to send its workers data by size only (untime_data_plane). With
     --direct_running_mode=multi_processing, FnApiRunner starts its worker
     processes with the pipeline options of its provision info, which it leaves
     empty unless given: Beam's file systems there would know no
     --s3_endpoint_url and no S3 keys, and the writes fail. Beam's own job
     service gives its workers the options the same way.
     """
-    if not isinstance(runner, FnApiRunner):
-        return runner
     untime_data_plane()
-    if options.view_as(DirectOptions).direct_running_mode != "multi_processing":
+    multi_processing = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    if not (isinstance(runner, FnApiRunner) and multi_processing):
         return runner
     # Strings and booleans only: the options travel as a protobuf Struct, whose numbers
     # are doubles, and a worker refuses "2.0" for an int option (and then never starts).
@@ -111,7 +111,11 @@ def launch_runner(runner: PipelineRunner, options: PipelineOptions) -> PipelineR
 
 
 def untime_data_plane() -> None:
-    """Makes FnApiRunner send data to its worker processes by size only (10 MB messages, then the rest).
+    """Makes FnApiRunner send data to its SDK workers by size only (10 MB messages, then the rest).
+
+    Process-wide: also for the FnApiRunner behind Beam's embedded job service
+    (--runner PortableRunner --job_endpoint embed), whose LOOPBACK worker is
+    served the same way.
 
     Beam 2.77's runner side also flushes on a timer (worker_handlers.
     DATA_BUFFER_TIME_LIMIT_MS, 1 s), from a thread that takes the stream's

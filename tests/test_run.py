@@ -115,7 +115,16 @@ def test_beams_timed_flush_drops_what_is_written_while_it_flushes():
     assert b"".join(sent) == b"first "
 
 
-def test_the_runner_sends_its_worker_processes_data_by_size_only(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+                     id="multi_processing"),
+        pytest.param(["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK"],
+                     id="embedded_job_service"),
+    ],
+)
+def test_the_runner_sends_its_workers_data_by_size_only(flags, tmp_path, monkeypatch):
     # With Beam's default timer (1 s) the runner's streams to its workers are timed ones.
     monkeypatch.setattr(worker_handlers, "DATA_BUFFER_TIME_LIMIT_MS", 1000)
     timed = []
@@ -127,8 +136,7 @@ def test_the_runner_sends_its_worker_processes_data_by_size_only(tmp_path, monke
 
     monkeypatch.setattr(data_plane.TimeBasedBufferingClosableOutputStream, "__init__", counted)
     write_input(tmp_path / "in" / "a.ndjson", [LINE])
-    made = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"),
-                        "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"])
+    made = plan_launch(["--input", str(tmp_path / "in" / "*"), "--output", str(tmp_path / "out"), *flags])
     try:
         assert run.launch(made).wait_until_finish() == "DONE"
     finally:
