@@ -3,11 +3,11 @@
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.lock_files import BeamLockFile, ObjectLockFile, lock_file
+from pipeline.stores import _s3_client
 from test_lock import bucket_url  # noqa: F401 (a fixture: a fresh gs:// or s3:// bucket)
 
 
@@ -40,7 +40,6 @@ def test_other_filesystems_check_each_condition_then_write(tmp_path):
     _check_create_replace_delete(file)
 
 
-
 def test_a_store_refuses_a_replace_that_lost_to_a_delete(bucket_url):  # noqa: F811
     # The heartbeat replaces the lock at its version while the run's last step deletes it
     # (release_run_lock): whichever comes second, no lock may be left. moto checked
@@ -66,8 +65,10 @@ def _unconditional_delete(url: str, options: PipelineOptions) -> Callable[[], No
     """
     if not url.startswith("s3://"):
         return lambda: FileSystems.delete([url])
-    s3 = options.view_as(S3Options)
-    client = boto3.client("s3", endpoint_url=s3.s3_endpoint_url, aws_access_key_id=s3.s3_access_key_id,
-                          aws_secret_access_key=s3.s3_secret_access_key, region_name=s3.s3_region_name)
+    client = _s3_client(options)
     bucket, key = url.removeprefix("s3://").split("/", 1)
-    return lambda: client.delete_object(Bucket=bucket, Key=key) and None
+
+    def delete() -> None:
+        client.delete_object(Bucket=bucket, Key=key)
+
+    return delete
