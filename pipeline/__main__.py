@@ -2,6 +2,6 @@
 
 import sys
 
-from pipeline.cli import main
+from pipeline.cli import process_main
 
-sys.exit(main())
+sys.exit(process_main())

@@ -1,6 +1,7 @@
 """The command-line entry point: `cloud-import-prep` and `python -m pipeline`."""
 
 
+import gc
 import logging
 import os
 import re
@@ -203,6 +204,21 @@ def main(argv: Sequence[str] | None = None, *, collect_schema: bool = True) -> i
         print(f"cloud-import-prep: the run failed its checks: {summary['checks']}", file=sys.stderr)
         return EXIT_FAILED_CHECKS
     return EXIT_OK
+
+
+def process_main() -> int:
+    """The process's entry point (`cloud-import-prep`, `python -m pipeline`): main(), then exit.
+
+    The interpreter's last act before a process ends is a full collection over
+    every object it still tracks, Beam's modules and protos included: ~0.3 s of
+    CPU that frees nothing the operating system would not. Freezing them first
+    skips it. Only here, where the process ends next: main() is also called
+    inside processes that go on (tests, benchmarks), whose garbage must stay
+    collectable.
+    """
+    status = main()
+    gc.freeze()
+    return status
 
 
 def _print_drift(schema: dict | None) -> None:

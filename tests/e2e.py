@@ -75,8 +75,8 @@ _CLI_WITHOUT_GOOGLE_CREDENTIALS = (
     "from apache_beam.internal.gcp import auth\n"
     "auth._Credentials._credentials_init = True\n"
     "auth._Credentials._credentials = None\n"
-    "from pipeline.cli import main\n"
-    "sys.exit(main())\n"
+    "from pipeline.cli import process_main\n"
+    "sys.exit(process_main())\n"
 )
 
 

@@ -275,4 +275,4 @@ def run_offline(
     )
 
 
-CLI = "from pipeline.cli import main\nsys.exit(main())\n"
+CLI = "from pipeline.cli import process_main\nsys.exit(process_main())\n"

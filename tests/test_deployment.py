@@ -151,7 +151,7 @@ def test_stages_worker_image_by_default_and_a_non_root_local_target():
     # Local: the CLI's console script, as a numeric non-root user.
     (entry,) = _args("local", "ENTRYPOINT")
     script = json.loads(entry)[0]
-    assert re.search(rf'^{script} = "pipeline.cli:main"$', PYPROJECT, re.MULTILINE), script
+    assert re.search(rf'^{script} = "pipeline.cli:process_main"$', PYPROJECT, re.MULTILINE), script
     (user,) = _args("local", "USER")
     assert re.fullmatch(r"[1-9][0-9]*(:[1-9][0-9]*)?", user)
 

@@ -1,11 +1,13 @@
 """End-to-end: the real CLI on files on disk, output read back and compared."""
 
 import hashlib
+import subprocess
+import sys
 
 import orjson
 import pytest
 
-from e2e import SAMPLE, folders, read_json_lines, read_output, run_cli, run_cli_process, summary, write_input
+from e2e import REPO, SAMPLE, folders, read_json_lines, read_output, run_cli, run_cli_process, summary, write_input
 
 REF = "2024-02-01T00:00:00Z"
 T_DAY1 = 1704067200  # 2024-01-01T00:00:00Z
@@ -388,6 +390,23 @@ def test_help_describes_every_option():
                  "--keep-superseded", "--compression", "--max-file-mb", "--max-reject-ratio",
                  "--overwrite", "--range-bytes"):
         assert flag in done.stdout
+
+
+
+def test_the_process_entry_point_returns_mains_status_and_skips_the_final_collection(tmp_path):
+    # A child, as the console script runs it: the status is main()'s, and what
+    # the interpreter tracks is frozen, so its last full collection is skipped.
+    probe = (
+        "import gc, sys\n"
+        "from pipeline.cli import process_main\n"
+        "status = process_main()\n"
+        "print(status, gc.get_freeze_count() > 10_000, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "--input", str(tmp_path / "nothing*"), "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
+    )
+    assert done.stderr.splitlines()[-1] == "2 True", done.stderr
 
 
 @pytest.mark.parametrize(
