@@ -25,6 +25,7 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.pvalue import TaggedOutput
 
 import pipeline.plan
+from bundles import run_bundle
 from e2e import folders, read_output, run_cli, run_cli_process, summary, write_input
 from pipeline.cli import file_access_problem
 from pipeline.inputs import match_inputs
@@ -537,9 +538,8 @@ def _finish(out: Path, run_id: str, written: list) -> list:
 
 def _write_bundle(writer: _WriteShard, elements: list) -> list:
     """One bundle of the write stage, as a runner runs it: the files of process and finish_bundle."""
-    writer.start_bundle()
-    written = [output for element in elements for output in writer.process(element)]
-    return written + [windowed.value for windowed in writer.finish_bundle()]
+    by_process, by_finish = run_bundle(writer, elements)
+    return by_process + by_finish
 
 
 def _write_all(out: Path, run_id: str, attempts: int) -> list:

@@ -8,6 +8,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from bundles import run_bundle
 from transforms.threads import OnThreads
 
 
@@ -24,13 +25,6 @@ class MapOnThreads(OnThreads):
 
 def square(n):
     return n * n
-
-
-def bundle(dofn, elements):
-    """(outputs of process(), outputs of finish_bundle()) of one bundle, values unwrapped."""
-    dofn.start_bundle()
-    by_process = [output for element in elements for output in dofn.process(element)]
-    return by_process, [windowed.value for windowed in dofn.finish_bundle()]
 
 
 @pytest.mark.parametrize("waiting", [0, 3, 1000])
@@ -67,7 +61,7 @@ def test_results_come_in_the_order_given_and_at_most_waiting_wait():
 def test_with_nothing_allowed_to_wait_every_result_is_output_by_process():
     dofn = MapOnThreads(square, waiting=0)
     dofn.setup()
-    assert bundle(dofn, range(20)) == ([n * n for n in range(20)], [])
+    assert run_bundle(dofn, range(20)) == ([n * n for n in range(20)], [])
     dofn.teardown()
 
 
@@ -84,13 +78,13 @@ def test_a_failure_is_raised_and_cancels_the_work_queued_behind_it():
     dofn = MapOnThreads(fails_on_zero, waiting=1000, threads=1)
     dofn.setup()
     with pytest.raises(ValueError, match="zero"):
-        bundle(dofn, range(100))
+        run_bundle(dofn, range(100))
     settled = list(started)
     time.sleep(0.2)
     assert started == settled, "work went on after the error was raised"
     assert len(started) < 10, "the queue behind the failure was left to run"
     # The next bundle starts clean.
-    assert bundle(dofn, [1, 2]) in (([1, 2], []), ([1], [2]), ([], [1, 2]))
+    assert run_bundle(dofn, [1, 2]) in (([1, 2], []), ([1], [2]), ([], [1, 2]))
     dofn.teardown()
 
 

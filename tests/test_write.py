@@ -11,6 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 import transforms.write
+from bundles import run_bundle
 from transforms import FileAccessError
 from transforms.write import WritePartitions, WrittenFile, _WriteShard, move_files, write_lines
 
@@ -245,9 +246,8 @@ def one_line_files(shard, count):
 
 def _bundle_outputs(writer, elements):
     """(files output by process(), files output by finish_bundle()) of one bundle."""
-    writer.start_bundle()
-    by_process = [temp for element in elements for _, temp in writer.process(element)]
-    return by_process, [windowed.value[1] for windowed in writer.finish_bundle()]
+    by_process, by_finish = run_bundle(writer, elements)
+    return [temp for _, temp in by_process], [temp for _, temp in by_finish]
 
 
 def test_a_file_is_output_only_once_written_and_at_most_pending_bytes_wait(tmp_path, monkeypatch):
