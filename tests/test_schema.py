@@ -32,6 +32,13 @@ def types_of(line: bytes) -> dict[str, str]:
     return {key: next(iter(types)) for key, types in counted.keys.items()}
 
 
+def count_lines(lines, section, sign=-1):
+    """The type counts of written lines of one kind (sc.add_lines, as the dedupe counts), to add or subtract."""
+    tally = TypeTally()
+    sc.add_lines(tally, lines, section)
+    return tally.partials(sign)
+
+
 def classify_counting(rank, path, offsets, lines, config, privacy=None):
     """classify_batch with a type tally: the batch's result, and the tally's partial counts."""
     tally = TypeTally()
@@ -130,7 +137,7 @@ def test_the_types_counted_are_the_values_the_classifiers_hand_on(rule_config):
     for privacy in (None, PrivacyConfig(drop=("email",))):
         result, partials = classify_counting(0, "a", [0, 9, 20], lines, rule_config, privacy)
         (events,) = result.events.values()
-        expected = sc.count_lines(events[3], sc.EVENTS, sign=1) + sc.count_lines(
+        expected = count_lines(events[3], sc.EVENTS, sign=1) + count_lines(
             result.profiles[3], sc.PROFILES, sign=1
         )
         assert {k: (t.count, t.keys) for k, t in partials} == {k: (t.count, t.keys) for k, t in expected}
@@ -158,7 +165,7 @@ def test_a_tally_may_gather_batches_in_any_order(rule_config):
         classify_batch(2, "in/c.ndjson", [0], first, rule_config, types=tally)
 
 
-def test_count_lines_subtracts_what_the_batch_added(rule_config):
+def test_added_lines_subtract_what_the_batch_added(rule_config):
     lines = [
         b'{"event": "A", "properties": {"time": 1704067200, "distinct_id": "u1", "p": [1]}}',
         b'{"event": "B", "properties": {"time": 1704067200, "distinct_id": "u1", "p": {"q": 1}}}',
@@ -168,17 +175,17 @@ def test_count_lines_subtracts_what_the_batch_added(rule_config):
     # The lines as written (the rules added $insert_id).
     written_events = [classify(line, rule_config).line for line in lines[:2]]
     written_profile = [classify(lines[2], rule_config).line]
-    minus = dict(sc.count_lines(written_events, sc.EVENTS) + sc.count_lines(written_profile, sc.PROFILES))
+    minus = dict(count_lines(written_events, sc.EVENTS) + count_lines(written_profile, sc.PROFILES))
     for key, added in partials:
         total = sc.merge(NameTypes(), added)
         sc.merge(total, minus[key])
         assert total.count == 0 and all(n == 0 for types in total.keys.values() for n in types.values())
         assert minus[key].examples == {}  # subtracted lines bring no positions
-    plus = dict(sc.count_lines(written_events, sc.EVENTS, sign=1))
+    plus = dict(count_lines(written_events, sc.EVENTS, sign=1))
     assert plus[(sc.EVENTS, "A")].keys["p"] == {"list": 1}
     assert plus[(sc.EVENTS, "B")].keys["p"] == {"object": 1}
     with pytest.raises(ValueError, match="section must be one of"):
-        sc.count_lines([], "users")
+        count_lines([], "users")
 
 
 # --- adding up, bounded ---------------------------------------------------------------------

@@ -287,13 +287,6 @@ def add_lines(tally: TypeTally, lines: Iterable[bytes], section: str) -> None:
                     tally.add_update(section, operation, record[operation], 0, 0)
 
 
-def count_lines(lines: Iterable[bytes], section: str, sign: int = -1) -> list[Partial]:
-    """The type counts of written lines of one kind, to add (sign 1) or subtract (-1), without positions."""
-    tally = TypeTally()
-    add_lines(tally, lines, section)
-    return tally.partials(sign)
-
-
 # --- adding up --------------------------------------------------------------------------------
 
 
