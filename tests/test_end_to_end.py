@@ -392,7 +392,6 @@ def test_help_describes_every_option():
         assert flag in done.stdout
 
 
-
 def test_the_process_entry_point_returns_mains_status_and_skips_the_final_collection(tmp_path):
     # A child, as the console script runs it: the status is main()'s, and what
     # the interpreter tracks is frozen, so its last full collection is skipped.
